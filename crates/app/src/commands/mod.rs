@@ -1,0 +1,5 @@
+//! The CLI verbs besides `serve`: tools for trying pushwarden out and for scripts.
+
+pub mod listen;
+pub mod send;
+pub mod token;

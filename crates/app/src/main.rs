@@ -1,0 +1,90 @@
+//! `pushwarden`: Bitwarden-compatible push notifications.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use pushwarden::commands::{listen, send, token};
+use pushwarden::config::Config;
+use pushwarden::{metrics, secrets, server};
+
+#[derive(Parser, Debug)]
+#[command(name = "pushwarden", version, about = "Bitwarden-compatible push notifications: SignalR hubs and /send")]
+struct Cli {
+    /// TOML configuration file; PUSHWARDEN_* environment variables override it.
+    #[arg(long, global = true, env = "PUSHWARDEN_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the service.
+    Serve,
+    /// Mint an access token for trying the hub (HS256 secret or RSA private key).
+    Token(token::TokenArgs),
+    /// Post a notification to a running service's /send.
+    Send(send::SendArgs),
+    /// Connect to a hub and print every notification that arrives.
+    Listen(listen::ListenArgs),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    if let Err(e) = runtime.block_on(run(cli)) {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    let mut config = Config::load(cli.config.as_deref())?;
+    let development = secrets::apply_development_defaults(&mut config)?;
+    match cli.command {
+        Command::Serve => serve(config, development).await,
+        Command::Token(args) => {
+            println!("{}", token::mint(&args, &config)?);
+            Ok(())
+        }
+        Command::Send(args) => send::run(&args, &config).await,
+        Command::Listen(args) => listen::run(&args, &config).await,
+    }
+}
+
+async fn serve(config: Config, development: bool) -> Result<()> {
+    metrics::install();
+    let data_dir = config.data_dir.display().to_string();
+    let running = server::start(config).await?;
+    let addr = running.addr;
+    println!("listening on http://{addr}");
+    if development {
+        println!(
+            "\nDevelopment mode: no JWT key is configured, so pushwarden signs its own tokens with a\n\
+             secret kept in {data_dir}/ (and accepts /send with the key stored there).\n\
+             Try it, with the same PUSHWARDEN_DATA_DIR and PUSHWARDEN_LISTEN:\n\
+             \x20 pushwarden listen --sub 00000000-0000-0000-0000-000000000001\n\
+             \x20 pushwarden send --type 5 --user 00000000-0000-0000-0000-000000000001\n\
+             \x20 pushwarden token --sub <user id>     # a token for your own client\n\
+             Configure PUSHWARDEN_JWT_HS256_SECRET, PUSHWARDEN_JWT_RSA_PUBLIC_KEY or PUSHWARDEN_JWT_AUTHORITY for production.\n"
+        );
+    }
+    server::termination().await;
+    running.shutdown().await?;
+    tracing::info!("stopped");
+    Ok(())
+}

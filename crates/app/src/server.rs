@@ -1,0 +1,215 @@
+//! The HTTP service: builds the hubs, transports and endpoints from configuration, serves them,
+//! and shuts down gracefully.
+
+use std::future::{Future, IntoFuture};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use axum::extract::DefaultBodyLimit;
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use http::StatusCode;
+use pushwarden_auth::{TokenVerifier, VerifierConfig};
+use pushwarden_bitwarden::send::{self, SendAuthorizer, SendState};
+use pushwarden_bitwarden::{AnonymousHubAuthenticator, HubPolicy, Notifications, UserHubAuthenticator};
+use pushwarden_hub::{Hub, HubEndpoint, HubOptions};
+use pushwarden_transport::{routes, OutboxLimits, Transport, TransportOptions};
+use tokio::net::TcpListener;
+
+use crate::config::Config;
+use crate::metrics;
+
+/// A running service.
+pub struct Server {
+    pub addr: SocketAddr,
+    pub notifications: Arc<Notifications>,
+    shutdown: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<Result<()>>,
+}
+
+impl Server {
+    /// Starts a graceful shutdown and waits for it.
+    pub async fn shutdown(self) -> Result<()> {
+        let _ = self.shutdown.send(true);
+        self.task.await.context("server task")?
+    }
+}
+
+pub fn verifier_config(config: &Config) -> Result<VerifierConfig> {
+    let rsa_public_key_pem = match &config.jwt.rsa_public_key {
+        Some(path) => Some(
+            std::fs::read(path)
+                .with_context(|| format!("reading RSA public key {}", path.display()))?,
+        ),
+        None => None,
+    };
+    Ok(VerifierConfig {
+        hs256_secret: config.jwt.hs256_secret.clone().map(String::into_bytes),
+        rsa_public_key_pem,
+        authority: config.jwt.authority.clone(),
+        issuer: config.jwt.issuer.clone(),
+        leeway: config.jwt.leeway.unwrap_or(Duration::from_secs(30)),
+        ..VerifierConfig::default()
+    })
+}
+
+/// Binds and starts serving; returns once the socket is listening.
+pub async fn start(config: Config) -> Result<Server> {
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("binding {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    let (router, notifications) = build(&config)?;
+    let (shutdown, mut shutdown_rx) = tokio::sync::watch::channel(false);
+    let hubs = notifications.clone();
+    let grace = config.shutdown_timeout;
+    let signal = async move {
+        let _ = shutdown_rx.wait_for(|stop| *stop).await;
+    };
+    let task = tokio::spawn(serve(listener, router, hubs, grace, signal));
+    Ok(Server {
+        addr,
+        notifications,
+        shutdown,
+        task,
+    })
+}
+
+/// The router with every endpoint, and the hubs behind it.
+pub fn build(config: &Config) -> Result<(Router, Arc<Notifications>)> {
+    let verifier = TokenVerifier::new(verifier_config(config)?)
+        .map_err(|e| anyhow::anyhow!("JWT configuration: {e}"))?;
+    let policy: HubPolicy = match &config.jwt.policy {
+        Some(p) => p.parse().map_err(|e: String| anyhow::anyhow!(e))?,
+        None => HubPolicy::default(),
+    };
+    let hub_options = HubOptions {
+        keep_alive_interval: config.hub.keep_alive_interval,
+        client_timeout: config.hub.client_timeout,
+        handshake_timeout: config.hub.handshake_timeout,
+        max_message_size: config.hub.max_message_size,
+        stateful_reconnect: config.hub.stateful_reconnect,
+    };
+    let limits = OutboxLimits {
+        max_queued_bytes: config.hub.max_queued_bytes,
+        ..OutboxLimits::default()
+    };
+    let transport_options = TransportOptions {
+        websockets: config.transport.websockets,
+        server_sent_events: config.transport.server_sent_events,
+        long_polling: config.transport.long_polling,
+        websocket_read_buffer: config.transport.websocket_read_buffer,
+        websocket_max_message: (config.hub.max_message_size * 2).max(4096),
+        disconnect_timeout: config.transport.disconnect_timeout,
+        long_poll_timeout: config.transport.long_poll_timeout,
+        send_timeout: config.transport.send_timeout,
+        ..TransportOptions::default()
+    };
+
+    let hub = Hub::new("hub", hub_options.clone(), limits);
+    let anonymous = Hub::new("anonymous-hub", hub_options, limits);
+    let notifications = Arc::new(Notifications::new(hub.clone(), anonymous.clone()));
+    notifications.spawn_heartbeat(config.hub.heartbeat_interval);
+
+    let user_auth = UserHubAuthenticator::new(verifier.clone(), policy, config.installation_id.clone());
+    let hub_transport = Transport::new(
+        Arc::new(HubEndpoint::new(hub, user_auth)),
+        transport_options.clone(),
+    );
+    let anonymous_transport = Transport::new(
+        Arc::new(HubEndpoint::new(anonymous, AnonymousHubAuthenticator)),
+        transport_options,
+    );
+
+    let send_state = Arc::new(SendState {
+        notifications: notifications.clone(),
+        authorizer: SendAuthorizer::new(Some(verifier), config.send.api_key.clone()),
+    });
+    let send_routes = Router::new()
+        .route("/send", post(send::send))
+        .route("/notifications/send", post(send::send))
+        .layer(DefaultBodyLimit::max(send::MAX_SEND_BODY))
+        .with_state(send_state);
+
+    let mut router = Router::new();
+    // Both hubs answer at the root and under /notifications, so a proxy that forwards
+    // /notifications/* unchanged works as well as one that strips the prefix.
+    for prefix in ["", "/notifications"] {
+        router = router
+            .merge(routes(hub_transport.clone(), &format!("{prefix}/hub")))
+            .merge(routes(anonymous_transport.clone(), &format!("{prefix}/anonymous-hub")))
+            .route(&format!("{prefix}/alive"), get(send::now))
+            .route(&format!("{prefix}/now"), get(send::now));
+    }
+    let router = router
+        .merge(send_routes)
+        .route("/metrics", get(metrics::render))
+        .fallback(|| async {
+            (StatusCode::NOT_FOUND, Json(serde_json::json!({"error": "not found"}))).into_response()
+        });
+    Ok((router, notifications))
+}
+
+async fn serve(
+    listener: TcpListener,
+    router: Router,
+    notifications: Arc<Notifications>,
+    grace: Duration,
+    signal: impl Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    let hubs = notifications.clone();
+    let stopping = Arc::new(tokio::sync::Notify::new());
+    let stopping_tx = stopping.clone();
+    let stop = async move {
+        signal.await;
+        tracing::info!("shutting down: closing every connection with allowReconnect");
+        hubs.hub().close_all(true);
+        hubs.anonymous_hub().close_all(true);
+        stopping_tx.notify_one();
+    };
+    let server = axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(stop)
+    .into_future();
+    tokio::select! {
+        result = server => result.context("serving")?,
+        _ = async { stopping.notified().await; tokio::time::sleep(grace).await } => {
+            tracing::warn!("requests still open after the shutdown timeout");
+        }
+    }
+    // WebSockets live on after the HTTP server: wait for them to deliver their Close.
+    let deadline = Instant::now() + grace;
+    while notifications.hub().connection_count() + notifications.anonymous_hub().connection_count() > 0
+        && Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(())
+}
+
+/// Waits for SIGTERM or Ctrl-C.
+pub async fn termination() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}

@@ -1,0 +1,136 @@
+//! Connections addressable by token: those created by negotiate.
+//!
+//! A WebSocket opened without negotiate (as Bitwarden's clients connect) has no token, nobody
+//! can address it again, so it is never entered here and costs nothing here.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use parking_lot::Mutex;
+use rand::RngCore;
+use tokio::sync::Notify;
+
+use crate::endpoint::{Endpoint, Session, TransportKind};
+
+/// A fresh id: 16 random bytes, base64url (22 characters), as ASP.NET Core makes them.
+pub fn new_id() -> String {
+    let mut bytes = [0u8; 16];
+    rand::rng().fill_bytes(&mut bytes);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// Where a negotiated connection is in its life.
+#[derive(Debug)]
+pub(crate) struct EntryState {
+    /// The transport chosen by the first request that carried the token.
+    pub transport: Option<TransportKind>,
+    /// A WebSocket, SSE stream or poll is attached right now.
+    pub attached: bool,
+    /// Since when nothing has been attached (reaped after the disconnect timeout).
+    pub detached_since: Instant,
+    /// Long polling: each poll takes a number; a newer poll ends the older one.
+    pub poll_generation: u64,
+    /// The connection has ended; polls still get their final answer (204).
+    pub terminated: bool,
+}
+
+pub(crate) struct Entry<E: Endpoint> {
+    pub token: Arc<str>,
+    pub principal: E::Principal,
+    pub session: Arc<E::Session>,
+    pub stateful: bool,
+    pub state: Mutex<EntryState>,
+    /// Wakes a waiting poll when a newer poll arrives or the connection is deleted.
+    pub poll_cancel: Notify,
+    /// A POST is being processed (a second concurrent one gets 409).
+    pub posting: AtomicBool,
+    closed: AtomicBool,
+}
+
+impl<E: Endpoint> Entry<E> {
+    /// Tells the session it is over, once.
+    pub fn close_session(&self) {
+        if !self.closed.swap(true, Ordering::AcqRel) {
+            self.session.outbox().close(None, true);
+            self.session.closed();
+        }
+    }
+}
+
+pub(crate) struct Registry<E: Endpoint> {
+    entries: Mutex<HashMap<Arc<str>, Arc<Entry<E>>>>,
+}
+
+impl<E: Endpoint> Registry<E> {
+    pub fn new() -> Self {
+        Self {
+            entries: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn insert(
+        &self,
+        token: Arc<str>,
+        principal: E::Principal,
+        session: Arc<E::Session>,
+        stateful: bool,
+    ) -> Arc<Entry<E>> {
+        let entry = Arc::new(Entry {
+            token: token.clone(),
+            principal,
+            session,
+            stateful,
+            state: Mutex::new(EntryState {
+                transport: None,
+                attached: false,
+                detached_since: Instant::now(),
+                poll_generation: 0,
+                terminated: false,
+            }),
+            poll_cancel: Notify::new(),
+            posting: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
+        });
+        self.entries.lock().insert(token, entry.clone());
+        entry
+    }
+
+    pub fn get(&self, token: &str) -> Option<Arc<Entry<E>>> {
+        self.entries.lock().get(token).cloned()
+    }
+
+    /// Ends a connection: forgets its token and closes its session.
+    pub fn remove(&self, entry: &Entry<E>) {
+        self.entries.lock().remove(&entry.token);
+        entry.close_session();
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.lock().len()
+    }
+
+    /// Ends every connection that has had nothing attached for longer than `timeout`.
+    /// Returns how many were reaped.
+    pub fn reap(&self, timeout: Duration) -> usize {
+        let now = Instant::now();
+        let expired: Vec<Arc<Entry<E>>> = self
+            .entries
+            .lock()
+            .values()
+            .filter(|e| {
+                let st = e.state.lock();
+                !st.attached && now.duration_since(st.detached_since) > timeout
+            })
+            .cloned()
+            .collect();
+        for entry in &expired {
+            entry.state.lock().terminated = true;
+            entry.poll_cancel.notify_waiters();
+            self.remove(entry);
+        }
+        expired.len()
+    }
+}

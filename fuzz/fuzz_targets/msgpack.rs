@@ -1,0 +1,6 @@
+//! Fuzzes `pushwarden_protocol::fuzzing::msgpack`; the same entry point runs in the crate's proptests.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| pushwarden_protocol::fuzzing::msgpack(data));

@@ -160,7 +160,9 @@ impl Config {
     pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> Result<()> {
         let var = |name: &str| get(name).filter(|v| !v.trim().is_empty());
         if let Some(v) = var("PUSHWARDEN_LISTEN") {
-            self.listen = v.parse().with_context(|| format!("PUSHWARDEN_LISTEN={v}"))?;
+            self.listen = v
+                .parse()
+                .with_context(|| format!("PUSHWARDEN_LISTEN={v}"))?;
         }
         if let Some(v) = var("PUSHWARDEN_DATA_DIR") {
             self.data_dir = v.into();
@@ -195,12 +197,27 @@ impl Config {
         let mut leeway = self.jwt.leeway.unwrap_or(Duration::from_secs(30));
         duration("PUSHWARDEN_JWT_LEEWAY", &mut leeway)?;
         self.jwt.leeway = Some(leeway);
-        duration("PUSHWARDEN_KEEP_ALIVE_INTERVAL", &mut self.hub.keep_alive_interval)?;
+        duration(
+            "PUSHWARDEN_KEEP_ALIVE_INTERVAL",
+            &mut self.hub.keep_alive_interval,
+        )?;
         duration("PUSHWARDEN_CLIENT_TIMEOUT", &mut self.hub.client_timeout)?;
-        duration("PUSHWARDEN_HANDSHAKE_TIMEOUT", &mut self.hub.handshake_timeout)?;
-        duration("PUSHWARDEN_HEARTBEAT_INTERVAL", &mut self.hub.heartbeat_interval)?;
-        duration("PUSHWARDEN_DISCONNECT_TIMEOUT", &mut self.transport.disconnect_timeout)?;
-        duration("PUSHWARDEN_LONG_POLL_TIMEOUT", &mut self.transport.long_poll_timeout)?;
+        duration(
+            "PUSHWARDEN_HANDSHAKE_TIMEOUT",
+            &mut self.hub.handshake_timeout,
+        )?;
+        duration(
+            "PUSHWARDEN_HEARTBEAT_INTERVAL",
+            &mut self.hub.heartbeat_interval,
+        )?;
+        duration(
+            "PUSHWARDEN_DISCONNECT_TIMEOUT",
+            &mut self.transport.disconnect_timeout,
+        )?;
+        duration(
+            "PUSHWARDEN_LONG_POLL_TIMEOUT",
+            &mut self.transport.long_poll_timeout,
+        )?;
         duration("PUSHWARDEN_SEND_TIMEOUT", &mut self.transport.send_timeout)?;
         duration("PUSHWARDEN_SHUTDOWN_TIMEOUT", &mut self.shutdown_timeout)?;
         let number = |name: &str, slot: &mut usize| -> Result<()> {
@@ -209,12 +226,21 @@ impl Config {
             }
             Ok(())
         };
-        number("PUSHWARDEN_MAX_MESSAGE_SIZE", &mut self.hub.max_message_size)?;
-        number("PUSHWARDEN_MAX_QUEUED_BYTES", &mut self.hub.max_queued_bytes)?;
-        number("PUSHWARDEN_WEBSOCKET_READ_BUFFER", &mut self.transport.websocket_read_buffer)?;
+        number(
+            "PUSHWARDEN_MAX_MESSAGE_SIZE",
+            &mut self.hub.max_message_size,
+        )?;
+        number(
+            "PUSHWARDEN_MAX_QUEUED_BYTES",
+            &mut self.hub.max_queued_bytes,
+        )?;
+        number(
+            "PUSHWARDEN_WEBSOCKET_READ_BUFFER",
+            &mut self.transport.websocket_read_buffer,
+        )?;
         if let Some(v) = var("PUSHWARDEN_STATEFUL_RECONNECT") {
-            self.hub.stateful_reconnect = parse_bool(&v)
-                .with_context(|| format!("PUSHWARDEN_STATEFUL_RECONNECT={v}"))?;
+            self.hub.stateful_reconnect =
+                parse_bool(&v).with_context(|| format!("PUSHWARDEN_STATEFUL_RECONNECT={v}"))?;
         }
         self.validate()
     }
@@ -293,9 +319,13 @@ mod tests {
     #[test]
     fn bad_values_are_errors() {
         let mut c = Config::default();
-        assert!(c.apply_env(|k| (k == "PUSHWARDEN_LISTEN").then(|| "nope".into())).is_err());
+        assert!(c
+            .apply_env(|k| (k == "PUSHWARDEN_LISTEN").then(|| "nope".into()))
+            .is_err());
         let mut c = Config::default();
-        assert!(c.apply_env(|k| (k == "PUSHWARDEN_CLIENT_TIMEOUT").then(|| "0s".into())).is_err());
+        assert!(c
+            .apply_env(|k| (k == "PUSHWARDEN_CLIENT_TIMEOUT").then(|| "0s".into()))
+            .is_err());
         assert!(toml::from_str::<Config>("unknown = 1").is_err());
     }
 }

@@ -9,7 +9,11 @@ use pushwarden::config::Config;
 use pushwarden::{metrics, secrets, server};
 
 #[derive(Parser, Debug)]
-#[command(name = "pushwarden", version, about = "Bitwarden-compatible push notifications: SignalR hubs and /send")]
+#[command(
+    name = "pushwarden",
+    version,
+    about = "Bitwarden-compatible push notifications: SignalR hubs and /send"
+)]
 struct Cli {
     /// TOML configuration file; PUSHWARDEN_* environment variables override it.
     #[arg(long, global = true, env = "PUSHWARDEN_CONFIG")]
@@ -39,7 +43,10 @@ fn main() {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");

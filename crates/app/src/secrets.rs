@@ -71,14 +71,23 @@ mod tests {
     fn development_secrets_are_created_once_and_kept() {
         let dir = std::env::temp_dir().join(format!("pushwarden-secrets-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        let mut a = Config { data_dir: dir.clone(), ..Config::default() };
+        let mut a = Config {
+            data_dir: dir.clone(),
+            ..Config::default()
+        };
         assert!(apply_development_defaults(&mut a).unwrap());
-        let mut b = Config { data_dir: dir.clone(), ..Config::default() };
+        let mut b = Config {
+            data_dir: dir.clone(),
+            ..Config::default()
+        };
         apply_development_defaults(&mut b).unwrap();
         assert_eq!(a.jwt.hs256_secret, b.jwt.hs256_secret);
         assert_eq!(a.send.api_key, b.send.api_key);
         assert_ne!(a.jwt.hs256_secret, a.send.api_key);
-        let mut configured = Config { data_dir: dir.clone(), ..Config::default() };
+        let mut configured = Config {
+            data_dir: dir.clone(),
+            ..Config::default()
+        };
         configured.jwt.hs256_secret = Some("mine".into());
         assert!(!apply_development_defaults(&mut configured).unwrap());
         assert_eq!(configured.send.api_key, None);

@@ -14,7 +14,9 @@ use axum::{Json, Router};
 use http::StatusCode;
 use pushwarden_auth::{TokenVerifier, VerifierConfig};
 use pushwarden_bitwarden::send::{self, SendAuthorizer, SendState};
-use pushwarden_bitwarden::{AnonymousHubAuthenticator, HubPolicy, Notifications, UserHubAuthenticator};
+use pushwarden_bitwarden::{
+    AnonymousHubAuthenticator, HubPolicy, Notifications, UserHubAuthenticator,
+};
 use pushwarden_hub::{Hub, HubEndpoint, HubOptions};
 use pushwarden_transport::{routes, OutboxLimits, Transport, TransportOptions};
 use tokio::net::TcpListener;
@@ -114,7 +116,8 @@ pub fn build(config: &Config) -> Result<(Router, Arc<Notifications>)> {
     let notifications = Arc::new(Notifications::new(hub.clone(), anonymous.clone()));
     notifications.spawn_heartbeat(config.hub.heartbeat_interval);
 
-    let user_auth = UserHubAuthenticator::new(verifier.clone(), policy, config.installation_id.clone());
+    let user_auth =
+        UserHubAuthenticator::new(verifier.clone(), policy, config.installation_id.clone());
     let hub_transport = Transport::new(
         Arc::new(HubEndpoint::new(hub, user_auth)),
         transport_options.clone(),
@@ -140,7 +143,10 @@ pub fn build(config: &Config) -> Result<(Router, Arc<Notifications>)> {
     for prefix in ["", "/notifications"] {
         router = router
             .merge(routes(hub_transport.clone(), &format!("{prefix}/hub")))
-            .merge(routes(anonymous_transport.clone(), &format!("{prefix}/anonymous-hub")))
+            .merge(routes(
+                anonymous_transport.clone(),
+                &format!("{prefix}/anonymous-hub"),
+            ))
             .route(&format!("{prefix}/alive"), get(send::now))
             .route(&format!("{prefix}/now"), get(send::now));
     }
@@ -148,7 +154,11 @@ pub fn build(config: &Config) -> Result<(Router, Arc<Notifications>)> {
         .merge(send_routes)
         .route("/metrics", get(metrics::render))
         .fallback(|| async {
-            (StatusCode::NOT_FOUND, Json(serde_json::json!({"error": "not found"}))).into_response()
+            (
+                StatusCode::NOT_FOUND,
+                Json(serde_json::json!({"error": "not found"})),
+            )
+                .into_response()
         });
     Ok((router, notifications))
 }
@@ -184,7 +194,8 @@ async fn serve(
     }
     // WebSockets live on after the HTTP server: wait for them to deliver their Close.
     let deadline = Instant::now() + grace;
-    while notifications.hub().connection_count() + notifications.anonymous_hub().connection_count() > 0
+    while notifications.hub().connection_count() + notifications.anonymous_hub().connection_count()
+        > 0
         && Instant::now() < deadline
     {
         tokio::time::sleep(Duration::from_millis(20)).await;

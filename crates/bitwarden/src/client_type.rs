@@ -102,14 +102,32 @@ mod tests {
 
     #[test]
     fn device_types_map_as_bitwarden_does() {
-        assert_eq!(ClientType::from_device_type_claim("Android"), ClientType::Mobile);
-        assert_eq!(ClientType::from_device_type_claim("ChromeBrowser"), ClientType::Web);
-        assert_eq!(ClientType::from_device_type_claim("chromeextension"), ClientType::Browser);
+        assert_eq!(
+            ClientType::from_device_type_claim("Android"),
+            ClientType::Mobile
+        );
+        assert_eq!(
+            ClientType::from_device_type_claim("ChromeBrowser"),
+            ClientType::Web
+        );
+        assert_eq!(
+            ClientType::from_device_type_claim("chromeextension"),
+            ClientType::Browser
+        );
         assert_eq!(ClientType::from_device_type_claim("8"), ClientType::Desktop);
-        assert_eq!(ClientType::from_device_type_claim("LinuxCLI"), ClientType::Cli);
+        assert_eq!(
+            ClientType::from_device_type_claim("LinuxCLI"),
+            ClientType::Cli
+        );
         assert_eq!(ClientType::from_device_type_claim("SDK"), ClientType::All);
-        assert_eq!(ClientType::from_device_type_claim("Server"), ClientType::All);
-        assert_eq!(ClientType::from_device_type_claim("nonsense"), ClientType::All);
+        assert_eq!(
+            ClientType::from_device_type_claim("Server"),
+            ClientType::All
+        );
+        assert_eq!(
+            ClientType::from_device_type_claim("nonsense"),
+            ClientType::All
+        );
         assert_eq!(ClientType::from_device_type_claim("26"), ClientType::Web);
         assert_eq!(ClientType::from_device_type_claim("99"), ClientType::All);
     }

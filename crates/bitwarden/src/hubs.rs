@@ -32,13 +32,16 @@ impl std::str::FromStr for HubPolicy {
         match s.to_ascii_lowercase().as_str() {
             "bitwarden" | "application" => Ok(HubPolicy::Bitwarden),
             "authenticated" | "any" => Ok(HubPolicy::Authenticated),
-            other => Err(format!("unknown hub policy `{other}` (bitwarden, authenticated)")),
+            other => Err(format!(
+                "unknown hub policy `{other}` (bitwarden, authenticated)"
+            )),
         }
     }
 }
 
 /// Organization membership claims, as Bitwarden's identity server (and Vaultwarden) emit them.
-const ORGANIZATION_CLAIMS: [&str; 5] = ["orgowner", "orgadmin", "orguser", "orgcustom", "orgmanager"];
+const ORGANIZATION_CLAIMS: [&str; 5] =
+    ["orgowner", "orgadmin", "orguser", "orgcustom", "orgmanager"];
 
 /// Authenticates `/hub` connections.
 pub struct UserHubAuthenticator {
@@ -48,7 +51,11 @@ pub struct UserHubAuthenticator {
 }
 
 impl UserHubAuthenticator {
-    pub fn new(verifier: TokenVerifier, policy: HubPolicy, installation_id: Option<String>) -> Self {
+    pub fn new(
+        verifier: TokenVerifier,
+        policy: HubPolicy,
+        installation_id: Option<String>,
+    ) -> Self {
         Self {
             verifier,
             policy,
@@ -63,7 +70,10 @@ impl UserHubAuthenticator {
         if self.policy == HubPolicy::Bitwarden {
             claims.require_application()?;
         }
-        let user = claims.sub().map(normalize_id).ok_or(AuthError::MissingClaim("sub"))?;
+        let user = claims
+            .sub()
+            .map(normalize_id)
+            .ok_or(AuthError::MissingClaim("sub"))?;
         Ok(Identity {
             groups: groups_for(&claims, &user, self.installation_id.as_deref())
                 .into_iter()
@@ -76,7 +86,9 @@ impl UserHubAuthenticator {
 
 impl Authenticator for UserHubAuthenticator {
     async fn authenticate(&self, request: &RequestInfo) -> Result<Identity, Rejection> {
-        self.identity(request).await.map_err(|e| auth_rejection("hub", &e))
+        self.identity(request)
+            .await
+            .map_err(|e| auth_rejection("hub", &e))
     }
 }
 
@@ -161,7 +173,9 @@ mod tests {
 
     #[test]
     fn groups_from_claims_as_notifications_hub_joins_them() {
-        let c = claims(json!({"sub": U, "devicetype": "FirefoxExtension", "orgowner": O1, "orguser": [O2, O1.to_uppercase()]}));
+        let c = claims(
+            json!({"sub": U, "devicetype": "FirefoxExtension", "orgowner": O1, "orguser": [O2, O1.to_uppercase()]}),
+        );
         let g = groups_for(&c, U, Some(I));
         assert_eq!(
             g,
@@ -187,12 +201,25 @@ mod tests {
 
     #[tokio::test]
     async fn anonymous_hub_joins_its_token_group() {
-        let info = |q: &str| RequestInfo { headers: Default::default(), query: Some(q.into()), peer: None };
-        let id = AnonymousHubAuthenticator.authenticate(&info(&format!("token={}", I.to_uppercase()))).await.unwrap();
+        let info = |q: &str| RequestInfo {
+            headers: Default::default(),
+            query: Some(q.into()),
+            peer: None,
+        };
+        let id = AnonymousHubAuthenticator
+            .authenticate(&info(&format!("token={}", I.to_uppercase())))
+            .await
+            .unwrap();
         assert_eq!(id.groups, vec![Arc::<str>::from(I)]);
-        let id = AnonymousHubAuthenticator.authenticate(&info("Token=admin-diagnostics")).await.unwrap();
+        let id = AnonymousHubAuthenticator
+            .authenticate(&info("Token=admin-diagnostics"))
+            .await
+            .unwrap();
         assert_eq!(id.groups, vec![Arc::<str>::from("admin-diagnostics")]);
-        let id = AnonymousHubAuthenticator.authenticate(&info("Token=")).await.unwrap();
+        let id = AnonymousHubAuthenticator
+            .authenticate(&info("Token="))
+            .await
+            .unwrap();
         assert!(id.groups.is_empty());
     }
 }

@@ -99,7 +99,10 @@ impl Notification {
         let org_group = |id: String| Audience::Group(format!("Organization_{id}"));
         let audience = match self.push_type {
             SyncCipherUpdate | SyncCipherCreate | SyncLoginDelete | SyncCipherDelete => {
-                match (self.optional_id("userId"), self.optional_id("organizationId")) {
+                match (
+                    self.optional_id("userId"),
+                    self.optional_id("organizationId"),
+                ) {
                     (Some(user), _) => Audience::User(user),
                     (None, Some(org)) => org_group(org),
                     (None, None) => return Err(self.missing("userId or organizationId")),
@@ -254,23 +257,38 @@ mod tests {
     }
 
     fn user(id: &str) -> Route {
-        Route { hub: HubKind::Authenticated, audience: Audience::User(id.into()), target: "ReceiveMessage" }
+        Route {
+            hub: HubKind::Authenticated,
+            audience: Audience::User(id.into()),
+            target: "ReceiveMessage",
+        }
     }
 
     fn group(name: String) -> Route {
-        Route { hub: HubKind::Authenticated, audience: Audience::Group(name), target: "ReceiveMessage" }
+        Route {
+            hub: HubKind::Authenticated,
+            audience: Audience::Group(name),
+            target: "ReceiveMessage",
+        }
     }
 
     #[test]
     fn every_push_type_routes_as_hub_helpers_does() {
-        let full = json!({"id": I, "userId": U, "organizationId": O, "adminId": U, "providerId": I});
+        let full =
+            json!({"id": I, "userId": U, "organizationId": O, "adminId": U, "providerId": I});
         for t in PushType::ALL {
             let r = route(json!({"type": t.as_u8(), "payload": full, "contextId": null})).unwrap();
             use PushType::*;
             let expected = match t {
-                AuthRequestResponse => Route { hub: HubKind::Anonymous, audience: Audience::Group(I.into()), target: "AuthRequestResponseRecieved" },
-                SyncOrganizationStatusChanged | SyncOrganizationCollectionSettingChanged
-                | OrganizationBankAccountVerified | PolicyChanged => group(format!("Organization_{O}")),
+                AuthRequestResponse => Route {
+                    hub: HubKind::Anonymous,
+                    audience: Audience::Group(I.into()),
+                    target: "AuthRequestResponseRecieved",
+                },
+                SyncOrganizationStatusChanged
+                | SyncOrganizationCollectionSettingChanged
+                | OrganizationBankAccountVerified
+                | PolicyChanged => group(format!("Organization_{O}")),
                 _ => user(U),
             };
             assert_eq!(r, expected, "type {t:?}");
@@ -279,20 +297,40 @@ mod tests {
 
     #[test]
     fn cipher_without_user_goes_to_the_organization() {
-        let r = route(json!({"Type": 0, "Payload": {"Id": I, "UserId": null, "OrganizationId": O}})).unwrap();
+        let r =
+            route(json!({"Type": 0, "Payload": {"Id": I, "UserId": null, "OrganizationId": O}}))
+                .unwrap();
         assert_eq!(r, group(format!("Organization_{O}")));
-        assert!(matches!(route(json!({"type": 1, "payload": {"id": I}})), Err(EnvelopeError::MissingField { .. })));
+        assert!(matches!(
+            route(json!({"type": 1, "payload": {"id": I}})),
+            Err(EnvelopeError::MissingField { .. })
+        ));
     }
 
     #[test]
     fn notification_center_rule() {
         let r = |p: Value| route(json!({"type": 20, "payload": p})).unwrap();
-        assert_eq!(r(json!({"installationId": I, "userId": U, "clientType": 0})), group(format!("Installation_{I}")));
-        assert_eq!(r(json!({"installationId": I, "clientType": 2})), group(format!("Installation_ClientType_{I}_Browser")));
+        assert_eq!(
+            r(json!({"installationId": I, "userId": U, "clientType": 0})),
+            group(format!("Installation_{I}"))
+        );
+        assert_eq!(
+            r(json!({"installationId": I, "clientType": 2})),
+            group(format!("Installation_ClientType_{I}_Browser"))
+        );
         assert_eq!(r(json!({"userId": U, "clientType": 0})), user(U));
-        assert_eq!(r(json!({"userId": U, "clientType": 5})), group(format!("UserClientType_{U}_Cli")));
-        assert_eq!(r(json!({"organizationId": O, "clientType": 1})), group(format!("OrganizationClientType_{O}_Web")));
-        assert_eq!(r(json!({"organizationId": O})), group(format!("Organization_{O}")));
+        assert_eq!(
+            r(json!({"userId": U, "clientType": 5})),
+            group(format!("UserClientType_{U}_Cli"))
+        );
+        assert_eq!(
+            r(json!({"organizationId": O, "clientType": 1})),
+            group(format!("OrganizationClientType_{O}_Web"))
+        );
+        assert_eq!(
+            r(json!({"organizationId": O})),
+            group(format!("Organization_{O}"))
+        );
         assert!(route(json!({"type": 21, "payload": {"global": true}})).is_err());
     }
 
@@ -308,11 +346,23 @@ mod tests {
         assert!(matches!(parse("{"), EnvelopeError::Json(_)));
         assert_eq!(parse("[1]"), EnvelopeError::NotAnObject);
         assert_eq!(parse(r#"{"payload":{}}"#), EnvelopeError::MissingType);
-        assert_eq!(parse(r#"{"type":"0","payload":{}}"#), EnvelopeError::BadType("\"0\"".into()));
-        assert_eq!(parse(r#"{"type":28,"payload":{}}"#), EnvelopeError::UnknownType(28));
-        assert_eq!(parse(r#"{"type":-1,"payload":{}}"#), EnvelopeError::BadType("-1".into()));
+        assert_eq!(
+            parse(r#"{"type":"0","payload":{}}"#),
+            EnvelopeError::BadType("\"0\"".into())
+        );
+        assert_eq!(
+            parse(r#"{"type":28,"payload":{}}"#),
+            EnvelopeError::UnknownType(28)
+        );
+        assert_eq!(
+            parse(r#"{"type":-1,"payload":{}}"#),
+            EnvelopeError::BadType("-1".into())
+        );
         assert_eq!(parse(r#"{"type":1}"#), EnvelopeError::PayloadNotObject);
-        assert_eq!(parse(r#"{"type":1,"payload":{},"contextId":5}"#), EnvelopeError::BadContextId);
+        assert_eq!(
+            parse(r#"{"type":1,"payload":{},"contextId":5}"#),
+            EnvelopeError::BadContextId
+        );
     }
 
     #[test]
@@ -320,11 +370,22 @@ mod tests {
         let n = Notification::parse(json!({"type": 0, "payload": {"Id": I, "RevisionDate": "2026-11-28T10:00:00Z"}, "contextId": "dev"}).to_string().as_bytes()).unwrap();
         let m = n.message("ReceiveMessage");
         let j = std::str::from_utf8(m.bytes(pushwarden_protocol::Protocol::Json)).unwrap();
-        assert!(j.contains(r#""arguments":[{"type":0,"payload":{"id":""#), "{j}");
+        assert!(
+            j.contains(r#""arguments":[{"type":0,"payload":{"id":""#),
+            "{j}"
+        );
         assert!(j.contains(r#""contextId":"dev""#));
-        let mut reader = pushwarden_protocol::MessageReader::new(pushwarden_protocol::Protocol::MessagePack, 1 << 16);
+        let mut reader = pushwarden_protocol::MessageReader::new(
+            pushwarden_protocol::Protocol::MessagePack,
+            1 << 16,
+        );
         reader.push(m.bytes(pushwarden_protocol::Protocol::MessagePack));
-        let Some(pushwarden_protocol::DecodedMessage::MessagePack(pushwarden_protocol::HubMessage::Invocation(inv))) = reader.next().unwrap() else { panic!() };
+        let Some(pushwarden_protocol::DecodedMessage::MessagePack(
+            pushwarden_protocol::HubMessage::Invocation(inv),
+        )) = reader.next().unwrap()
+        else {
+            panic!()
+        };
         assert_eq!(inv.target, "ReceiveMessage");
         let arg = inv.arguments[0].as_map().unwrap();
         assert_eq!(arg[0].0, rmpv::Value::from("Type"));

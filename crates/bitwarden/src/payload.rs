@@ -99,7 +99,9 @@ fn convert(value: &Value, is_date_field: bool) -> rmpv::Value {
             }
             rmpv::Value::String(s.clone().into())
         }
-        Value::Array(items) => rmpv::Value::Array(items.iter().map(|v| convert(v, false)).collect()),
+        Value::Array(items) => {
+            rmpv::Value::Array(items.iter().map(|v| convert(v, false)).collect())
+        }
         Value::Object(map) => rmpv::Value::Map(
             map.iter()
                 .map(|(k, v)| {
@@ -131,7 +133,9 @@ pub fn timestamp(dt: DateTime<Utc>) -> rmpv::Value {
     let data = if nanos == 0 && (0..=i64::from(u32::MAX)).contains(&secs) {
         (secs as u32).to_be_bytes().to_vec()
     } else if (0..(1i64 << 34)).contains(&secs) {
-        ((u64::from(nanos) << 34) | secs as u64).to_be_bytes().to_vec()
+        ((u64::from(nanos) << 34) | secs as u64)
+            .to_be_bytes()
+            .to_vec()
     } else {
         let mut d = nanos.to_be_bytes().to_vec();
         d.extend_from_slice(&secs.to_be_bytes());
@@ -164,19 +168,33 @@ mod tests {
         assert_eq!(j["revisionDate"], "2026-11-28T10:00:00Z");
         let m = to_msgpack_protocol(&payload);
         let map = m.as_map().unwrap();
-        let get = |k: &str| map.iter().find(|(key, _)| key.as_str() == Some(k)).map(|(_, v)| v.clone());
+        let get = |k: &str| {
+            map.iter()
+                .find(|(key, _)| key.as_str() == Some(k))
+                .map(|(_, v)| v.clone())
+        };
         assert_eq!(get("Id"), Some(rmpv::Value::from("6c5d")));
-        let secs = DateTime::parse_from_rfc3339("2026-11-28T10:00:00Z").unwrap().timestamp() as u32;
-        assert_eq!(get("RevisionDate"), Some(rmpv::Value::Ext(-1, secs.to_be_bytes().to_vec())));
+        let secs = DateTime::parse_from_rfc3339("2026-11-28T10:00:00Z")
+            .unwrap()
+            .timestamp() as u32;
+        assert_eq!(
+            get("RevisionDate"),
+            Some(rmpv::Value::Ext(-1, secs.to_be_bytes().to_vec()))
+        );
         let policy = get("Policy").unwrap();
         let policy = policy.as_map().unwrap();
-        assert!(matches!(&policy[1].1, rmpv::Value::Ext(-1, d) if d.len() == 8), "{policy:?}");
+        assert!(
+            matches!(&policy[1].1, rmpv::Value::Ext(-1, d) if d.len() == 8),
+            "{policy:?}"
+        );
         assert_eq!(policy[0].1, rmpv::Value::from("{\"x\":1}"));
     }
 
     #[test]
     fn non_date_strings_stay_strings() {
-        let m = to_msgpack_protocol(&json!({"title": "2026-11-28T10:00:00Z", "readDate": "not a date"}));
+        let m = to_msgpack_protocol(
+            &json!({"title": "2026-11-28T10:00:00Z", "readDate": "not a date"}),
+        );
         let map = m.as_map().unwrap();
         assert_eq!(map[0].1, rmpv::Value::from("2026-11-28T10:00:00Z"));
         assert_eq!(map[1].1, rmpv::Value::from("not a date"));
@@ -185,7 +203,9 @@ mod tests {
     #[test]
     fn timestamp_forms() {
         let t = |s: &str| timestamp(parse_date(s).unwrap());
-        assert!(matches!(t("1970-01-01T00:00:01Z"), rmpv::Value::Ext(-1, d) if d == vec![0, 0, 0, 1]));
+        assert!(
+            matches!(t("1970-01-01T00:00:01Z"), rmpv::Value::Ext(-1, d) if d == vec![0, 0, 0, 1])
+        );
         assert!(matches!(t("2026-01-01T00:00:00.5Z"), rmpv::Value::Ext(-1, d) if d.len() == 8));
         assert!(matches!(t("1960-01-01T00:00:00Z"), rmpv::Value::Ext(-1, d) if d.len() == 12));
     }

@@ -58,24 +58,34 @@ fn error(status: StatusCode, message: String) -> Response {
     (status, Json(serde_json::json!({ "error": message }))).into_response()
 }
 
-pub async fn send(State(state): State<Arc<SendState>>, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn send(
+    State(state): State<Arc<SendState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let started = Instant::now();
     if let Err(e) = state.authorizer.authorize(&headers).await {
         return auth_rejection("send", &e).into_response();
     }
     let response = match Notification::parse(&body) {
         Err(e) => {
-            metrics::counter!("pushwarden_send_rejected_total", "reason" => e.reason()).increment(1);
+            metrics::counter!("pushwarden_send_rejected_total", "reason" => e.reason())
+                .increment(1);
             tracing::warn!(error = %e, "rejected /send");
             error(StatusCode::BAD_REQUEST, e.to_string())
         }
         Ok(notification) => match state.notifications.publish(&notification) {
             Ok(delivery) => {
-                tracing::debug!(push_type = notification.push_type.name(), connections = delivery.connections, "notification sent");
+                tracing::debug!(
+                    push_type = notification.push_type.name(),
+                    connections = delivery.connections,
+                    "notification sent"
+                );
                 Json(serde_json::json!({ "delivered": delivery.connections })).into_response()
             }
             Err(e) => {
-                metrics::counter!("pushwarden_send_rejected_total", "reason" => e.reason()).increment(1);
+                metrics::counter!("pushwarden_send_rejected_total", "reason" => e.reason())
+                    .increment(1);
                 tracing::warn!(error = %e, "rejected /send");
                 error(StatusCode::BAD_REQUEST, e.to_string())
             }

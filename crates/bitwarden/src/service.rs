@@ -36,7 +36,10 @@ impl Notifications {
     }
 
     /// Routes a notification and queues it for every matching connection.
-    pub fn publish(&self, notification: &Notification) -> Result<Delivery, notification::EnvelopeError> {
+    pub fn publish(
+        &self,
+        notification: &Notification,
+    ) -> Result<Delivery, notification::EnvelopeError> {
         let route = notification.route()?;
         let message = notification.message(route.target);
         let hub = match route.hub {

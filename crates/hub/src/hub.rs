@@ -126,13 +126,20 @@ impl Hub {
         }
         membership.joined = true;
         if let Some(user) = &session.identity.user_id {
-            self.users.entry(user.clone()).or_default().push(session.clone());
+            self.users
+                .entry(user.clone())
+                .or_default()
+                .push(session.clone());
         }
         for group in &session.identity.groups {
-            self.groups.entry(group.clone()).or_default().push(session.clone());
+            self.groups
+                .entry(group.clone())
+                .or_default()
+                .push(session.clone());
         }
         if let Some(protocol) = session.protocol() {
-            self.metrics.connection_opened(session.transport(), protocol);
+            self.metrics
+                .connection_opened(session.transport(), protocol);
         }
     }
 
@@ -153,7 +160,8 @@ impl Hub {
             remove_member(&self.groups, group, session.id);
         }
         if let Some(protocol) = session.protocol() {
-            self.metrics.connection_closed(session.transport(), protocol);
+            self.metrics
+                .connection_closed(session.transport(), protocol);
         }
     }
 
@@ -162,7 +170,10 @@ impl Hub {
     pub fn send(&self, audience: Audience<'_>, message: &SerializedMessage) -> usize {
         let (label, delivered) = match audience {
             Audience::User(user) => ("user", deliver_to(self.users.get(user).as_deref(), message)),
-            Audience::Group(group) => ("group", deliver_to(self.groups.get(group).as_deref(), message)),
+            Audience::Group(group) => (
+                "group",
+                deliver_to(self.groups.get(group).as_deref(), message),
+            ),
             Audience::All => {
                 let mut n = 0;
                 for session in self.connections.iter() {

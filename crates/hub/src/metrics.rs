@@ -1,7 +1,7 @@
 //! The hub's Prometheus metrics, labelled by hub name.
 
-use pushwarden_transport::TransportKind;
 use pushwarden_protocol::Protocol;
+use pushwarden_transport::TransportKind;
 
 pub(crate) struct HubMetrics {
     hub: &'static str,
@@ -46,7 +46,8 @@ impl HubMetrics {
     }
 
     pub fn messages_sent(&self, target: &'static str, count: usize) {
-        metrics::counter!("pushwarden_messages_sent_total", "hub" => self.hub, "target" => target).increment(count as u64);
+        metrics::counter!("pushwarden_messages_sent_total", "hub" => self.hub, "target" => target)
+            .increment(count as u64);
     }
 }
 

@@ -137,7 +137,11 @@ impl HubSession {
                     queued_bytes = self.outbox.queued_bytes(),
                     "closing a connection whose client does not keep up"
                 );
-                self.close(Some("Outgoing message queue full: the client is not reading."), true, true);
+                self.close(
+                    Some("Outgoing message queue full: the client is not reading."),
+                    true,
+                    true,
+                );
                 false
             }
         }
@@ -174,7 +178,9 @@ impl HubSession {
             }
             return;
         };
-        let inherent = self.transport().is_some_and(TransportKind::has_inherent_keep_alive);
+        let inherent = self
+            .transport()
+            .is_some_and(TransportKind::has_inherent_keep_alive);
         if !inherent {
             let silent = now.saturating_sub(self.last_received.load(Ordering::Relaxed));
             if silent > options.client_timeout.as_millis() as u64 {
@@ -208,7 +214,10 @@ impl HubSession {
         }
     }
 
-    fn process_handshake(&self, buffer: &mut Vec<u8>) -> Result<Option<(Box<OpenState>, usize)>, String> {
+    fn process_handshake(
+        &self,
+        buffer: &[u8],
+    ) -> Result<Option<(Box<OpenState>, usize)>, String> {
         let max = self.hub.options().max_message_size;
         let (request, consumed) = match handshake::parse_request(buffer, max) {
             Ok(None) => return Ok(None),
@@ -216,7 +225,10 @@ impl HubSession {
             Err(e) => return Err(e.to_string()),
         };
         let Some(protocol) = Protocol::from_name(&request.protocol) else {
-            return Err(format!("The protocol '{}' is not supported.", request.protocol));
+            return Err(format!(
+                "The protocol '{}' is not supported.",
+                request.protocol
+            ));
         };
         if request.version > MAX_PROTOCOL_VERSION {
             return Err(format!(
@@ -275,12 +287,19 @@ impl HubSession {
         }
     }
 
-    fn handle<V>(&self, open: &mut OpenState, protocol: Protocol, message: HubMessage<V>) -> Result<(), String> {
+    fn handle<V>(
+        &self,
+        open: &mut OpenState,
+        protocol: Protocol,
+        message: HubMessage<V>,
+    ) -> Result<(), String> {
         self.hub.metrics().message_received(message.type_id());
         if open.awaiting_sequence {
             if let HubMessage::Sequence { sequence_id } = message {
                 if sequence_id > open.received + 1 {
-                    return Err("Sequence ID greater than amount of messages we've received.".into());
+                    return Err(
+                        "Sequence ID greater than amount of messages we've received.".into(),
+                    );
                 }
                 open.current = sequence_id.saturating_sub(1);
                 open.awaiting_sequence = false;
@@ -305,14 +324,22 @@ impl HubSession {
                 // does for an unknown method, unless the client asked for no answer.
                 if let Some(id) = inv.invocation_id.as_deref() {
                     let error = format!("Unknown hub method '{}'", inv.target);
-                    self.push_control(protocol, Control::CompletionError { invocation_id: id, error: &error });
+                    self.push_control(
+                        protocol,
+                        Control::CompletionError {
+                            invocation_id: id,
+                            error: &error,
+                        },
+                    );
                 }
             }
             HubMessage::Ack { sequence_id } => self.outbox.ack(sequence_id),
             HubMessage::Sequence { .. } => {
                 // Only meaningful right after a reconnect, handled above.
             }
-            HubMessage::StreamItem { .. } | HubMessage::Completion { .. } | HubMessage::CancelInvocation { .. } => {
+            HubMessage::StreamItem { .. }
+            | HubMessage::Completion { .. }
+            | HubMessage::CancelInvocation { .. } => {
                 // No streams or client results are in flight on these hubs.
             }
         }
@@ -321,7 +348,11 @@ impl HubSession {
 
     fn fail(&self, reason: &'static str, message: &str) {
         tracing::debug!(hub = self.hub.name(), connection = %self.connection_id, reason, message, "closing connection");
-        self.close(Some(&format!("Connection closed with an error. {message}")), false, false);
+        self.close(
+            Some(&format!("Connection closed with an error. {message}")),
+            false,
+            false,
+        );
     }
 }
 
@@ -340,7 +371,8 @@ impl Session for HubSession {
     }
 
     fn receive(&self, data: &[u8]) {
-        self.last_received.store(self.hub.now_ms(), Ordering::Relaxed);
+        self.last_received
+            .store(self.hub.now_ms(), Ordering::Relaxed);
         if self.receive_locked(data) {
             // Joined outside the phase lock: the hub's maps are never locked inside it.
             if let Some(me) = self.me.upgrade() {
@@ -354,7 +386,9 @@ impl Session for HubSession {
     }
 
     fn transport_resumed(&self) {
-        let Some(protocol) = self.protocol() else { return };
+        let Some(protocol) = self.protocol() else {
+            return;
+        };
         if let Phase::Open(open) = &mut *self.phase.lock() {
             open.awaiting_sequence = true;
         }
@@ -411,7 +445,9 @@ impl HubSession {
                 }
             }
             Phase::Open(open) => {
-                let Some(protocol) = self.protocol() else { return false };
+                let Some(protocol) = self.protocol() else {
+                    return false;
+                };
                 open.reader.push(data);
                 if let Err(e) = self.process_messages(open, protocol) {
                     *phase = Phase::Closed;

@@ -3,8 +3,8 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
 use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
 use axum::response::{IntoResponse, Response};
 use http::{header, Method, StatusCode};
 
@@ -77,7 +77,10 @@ pub(crate) async fn connection<E: Endpoint>(
     match method {
         Method::GET if accepts_event_stream(&request) => {
             if !transport.options.server_sent_events {
-                return plain(StatusCode::NOT_FOUND, "ServerSentEvents transport is disabled.");
+                return plain(
+                    StatusCode::NOT_FOUND,
+                    "ServerSentEvents transport is disabled.",
+                );
             }
             sse::stream(transport, entry)
         }
@@ -107,7 +110,10 @@ async fn authorized_entry<E: Endpoint>(
         .authenticate(info)
         .await
         .map_err(IntoResponse::into_response)?;
-    if !transport.endpoint.same_principal(&entry.principal, &principal) {
+    if !transport
+        .endpoint
+        .same_principal(&entry.principal, &principal)
+    {
         return Err(Rejection::new(
             StatusCode::FORBIDDEN,
             "The connection belongs to another user.",
@@ -117,14 +123,18 @@ async fn authorized_entry<E: Endpoint>(
     Ok(entry)
 }
 
+/// A transport error: status and `text/plain` message.
+pub(crate) type Refusal = (StatusCode, &'static str);
+
 /// Claims the entry for a transport: the first request picks it, later ones must match.
+/// Returns whether this request was the first.
 pub(crate) fn claim_transport<E: Endpoint>(
     entry: &Entry<E>,
     kind: TransportKind,
-) -> Result<bool, Response> {
+) -> Result<bool, Refusal> {
     let mut st = entry.state.lock();
     if st.terminated {
-        return Err(plain(StatusCode::NOT_FOUND, "No Connection with that ID"));
+        return Err((StatusCode::NOT_FOUND, "No Connection with that ID"));
     }
     match st.transport {
         None => {
@@ -132,7 +142,7 @@ pub(crate) fn claim_transport<E: Endpoint>(
             Ok(true)
         }
         Some(current) if current == kind => Ok(false),
-        Some(_) => Err(plain(
+        Some(_) => Err((
             StatusCode::BAD_REQUEST,
             "Cannot change transports mid-connection",
         )),

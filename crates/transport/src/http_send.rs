@@ -33,15 +33,16 @@ pub(crate) async fn send<E: Endpoint>(
         return plain(StatusCode::CONFLICT, "Another send request is in progress.");
     }
     let _release = ReleaseOnDrop(&entry.posting);
-    let body = match axum::body::to_bytes(request.into_body(), transport.options.max_post_body).await {
-        Ok(body) => body,
-        Err(_) => {
-            return plain(
-                StatusCode::BAD_REQUEST,
-                "The request body could not be read or is too large.",
-            )
-        }
-    };
+    let body =
+        match axum::body::to_bytes(request.into_body(), transport.options.max_post_body).await {
+            Ok(body) => body,
+            Err(_) => {
+                return plain(
+                    StatusCode::BAD_REQUEST,
+                    "The request body could not be read or is too large.",
+                )
+            }
+        };
     entry.session.receive(&body);
     StatusCode::OK.into_response()
 }

@@ -31,9 +31,7 @@ use std::time::Duration;
 
 use axum::Router;
 
-pub use endpoint::{
-    ConnectionInfo, Endpoint, Rejection, RequestInfo, Session, TransportKind,
-};
+pub use endpoint::{ConnectionInfo, Endpoint, Rejection, RequestInfo, Session, TransportKind};
 pub use options::TransportOptions;
 pub use outbox::{Drained, Outbox, OutboxLimits, PushError};
 pub use registry::new_id;

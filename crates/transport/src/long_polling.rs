@@ -19,9 +19,13 @@ pub(crate) async fn poll<E: Endpoint>(
 ) -> Response {
     let first = match claim_transport(&entry, TransportKind::LongPolling) {
         Ok(first) => first,
-        Err(resp) => {
+        Err((status, message)) => {
             // A poll after the connection ended learns so with 204 and stops polling.
-            return if entry.state.lock().terminated { no_content() } else { resp };
+            return if entry.state.lock().terminated {
+                no_content()
+            } else {
+                plain(status, message)
+            };
         }
     };
     if first {
@@ -105,7 +109,12 @@ pub(crate) fn delete<E: Endpoint>(transport: Arc<Transport<E>>, entry: Arc<Entry
     }
     entry.poll_cancel.notify_waiters();
     transport.registry.remove(&entry);
-    (StatusCode::ACCEPTED, [(header::CONTENT_TYPE, "text/plain")], "").into_response()
+    (
+        StatusCode::ACCEPTED,
+        [(header::CONTENT_TYPE, "text/plain")],
+        "",
+    )
+        .into_response()
 }
 
 fn no_content() -> Response {

@@ -20,7 +20,10 @@ pub(crate) async fn negotiate<E: Endpoint>(
     request: Request,
 ) -> Response {
     if request.method() != Method::POST {
-        return plain(StatusCode::METHOD_NOT_ALLOWED, "Only POST requests are allowed.");
+        return plain(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "Only POST requests are allowed.",
+        );
     }
     let info = request_info(&request);
     let principal = match transport.endpoint.authenticate(&info).await {
@@ -34,12 +37,17 @@ pub(crate) async fn negotiate<E: Endpoint>(
         Err(message) => return json_ok(negotiate::error_response(&message)),
     };
     let stateful = transport.endpoint.allows_stateful_reconnect()
-        && query_param(query, "useStatefulReconnect").is_some_and(|v| v.eq_ignore_ascii_case("true"));
+        && query_param(query, "useStatefulReconnect")
+            .is_some_and(|v| v.eq_ignore_ascii_case("true"));
 
     let connection_id: Arc<str> = new_id().into();
     // Version 0 clients use the id itself as the token; version 1 gets a second, secret value
     // so that the id may be shown to others without letting them send on the connection.
-    let token: Arc<str> = if version >= 1 { new_id().into() } else { connection_id.clone() };
+    let token: Arc<str> = if version >= 1 {
+        new_id().into()
+    } else {
+        connection_id.clone()
+    };
     let session = transport.endpoint.open(
         &principal,
         ConnectionInfo {

@@ -116,7 +116,10 @@ impl Outbox {
             // With stateful reconnect every unacknowledged byte counts, as ASP.NET Core's
             // message buffer does; otherwise only what waits to be written.
             let (held, limit) = if st.retain {
-                (st.retained_bytes + st.queued_bytes, self.limits.max_retained_bytes)
+                (
+                    st.retained_bytes + st.queued_bytes,
+                    self.limits.max_retained_bytes,
+                )
             } else {
                 (st.queued_bytes, self.limits.max_queued_bytes)
             };
@@ -186,7 +189,11 @@ impl Outbox {
     /// Non-waiting form of [`Outbox::drain`]: `None` when there is nothing to write.
     pub fn try_drain(&self, out: &mut Vec<Bytes>, max_bytes: usize) -> Option<Drained> {
         let mut st = self.state.lock();
-        let format = if st.binary { TransferFormat::Binary } else { TransferFormat::Text };
+        let format = if st.binary {
+            TransferFormat::Binary
+        } else {
+            TransferFormat::Text
+        };
         let mut taken = 0usize;
         while st.unsent < st.frames.len() && (taken == 0 || taken < max_bytes) {
             let idx = st.unsent;
@@ -274,7 +281,10 @@ mod tests {
         o.push(b("a"), true).unwrap();
         o.push(b("b"), false).unwrap();
         let mut out = Vec::new();
-        assert_eq!(o.try_drain(&mut out, 1024), Some(Drained::Frames(TransferFormat::Text)));
+        assert_eq!(
+            o.try_drain(&mut out, 1024),
+            Some(Drained::Frames(TransferFormat::Text))
+        );
         assert_eq!(out, vec![b("a"), b("b")]);
         assert_eq!(o.try_drain(&mut out, 1024), None);
         assert_eq!(o.queued_bytes(), 0);
@@ -282,7 +292,10 @@ mod tests {
 
     #[test]
     fn overflow_is_reported_and_nothing_is_queued() {
-        let o = Outbox::new(OutboxLimits { max_queued_bytes: 4, max_retained_bytes: 0 });
+        let o = Outbox::new(OutboxLimits {
+            max_queued_bytes: 4,
+            max_retained_bytes: 0,
+        });
         o.push(b("abc"), true).unwrap();
         assert_eq!(o.push(b("de"), true), Err(PushError::Overflow));
         assert_eq!(o.queued_bytes(), 3);
@@ -296,10 +309,16 @@ mod tests {
         assert!(!o.close(Some(b("again")), false));
         assert_eq!(o.push(b("late"), true), Err(PushError::Closed));
         let mut out = Vec::new();
-        assert_eq!(o.try_drain(&mut out, 1024), Some(Drained::Frames(TransferFormat::Text)));
+        assert_eq!(
+            o.try_drain(&mut out, 1024),
+            Some(Drained::Frames(TransferFormat::Text))
+        );
         assert_eq!(out, vec![b("a"), b("bye")]);
         out.clear();
-        assert_eq!(o.try_drain(&mut out, 1024), Some(Drained::Closed(TransferFormat::Text)));
+        assert_eq!(
+            o.try_drain(&mut out, 1024),
+            Some(Drained::Closed(TransferFormat::Text))
+        );
         assert!(out.is_empty());
     }
 

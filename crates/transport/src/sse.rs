@@ -17,18 +17,24 @@ pub(crate) fn stream<E: Endpoint>(transport: Arc<Transport<E>>, entry: Arc<Entry
     match claim_transport(&entry, TransportKind::ServerSentEvents) {
         Ok(true) => {}
         // One event stream per connection, for its whole life.
-        Ok(false) => return plain(StatusCode::CONFLICT, "Connection already has an event stream."),
-        Err(resp) => return resp,
+        Ok(false) => {
+            return plain(
+                StatusCode::CONFLICT,
+                "Connection already has an event stream.",
+            )
+        }
+        Err((status, message)) => return plain(status, message),
     }
     entry.state.lock().attached = true;
-    entry.session.transport_started(TransportKind::ServerSentEvents);
+    entry
+        .session
+        .transport_started(TransportKind::ServerSentEvents);
 
-    let guard = EndOnDrop {
-        transport,
-        entry,
-    };
+    let guard = EndOnDrop { transport, entry };
     // A comment first: some browsers fire `open` only once bytes arrive.
-    let preamble = futures_util::stream::once(async { Ok::<Bytes, std::io::Error>(Bytes::from_static(b":\r\n")) });
+    let preamble = futures_util::stream::once(async {
+        Ok::<Bytes, std::io::Error>(Bytes::from_static(b":\r\n"))
+    });
     let events = futures_util::stream::unfold(
         (guard, Vec::new(), false),
         |(guard, mut frames, done)| async move {

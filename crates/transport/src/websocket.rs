@@ -69,13 +69,16 @@ pub(crate) fn accept_existing<E: Endpoint>(
 ) -> Response {
     let first = match claim_transport(&entry, TransportKind::WebSockets) {
         Ok(first) => first,
-        Err(resp) => return resp,
+        Err((status, message)) => return plain(status, message),
     };
     let resuming = !first;
     {
         let st = entry.state.lock();
         if st.attached {
-            return plain(StatusCode::CONFLICT, "Connection already has an active WebSocket.");
+            return plain(
+                StatusCode::CONFLICT,
+                "Connection already has an active WebSocket.",
+            );
         }
         if resuming && !entry.stateful {
             return plain(StatusCode::CONFLICT, "Connection already has a WebSocket.");
@@ -97,9 +100,8 @@ pub(crate) fn accept_existing<E: Endpoint>(
                 entry.session.transport_started(TransportKind::WebSockets);
             }
             let ending = run(socket, &*entry.session, &transport.options).await;
-            let keep = matches!(ending, Ending::Lost)
-                && entry.stateful
-                && entry.session.transport_lost();
+            let keep =
+                matches!(ending, Ending::Lost) && entry.stateful && entry.session.transport_lost();
             if keep {
                 let mut st = entry.state.lock();
                 st.attached = false;

@@ -36,7 +36,9 @@ pub async fn run(args: &ListenArgs, config: &Config) -> Result<()> {
     let base = format!("http://{}", config.listen);
     let (url, access_token) = match &args.anonymous {
         Some(token) => (
-            args.url.clone().unwrap_or_else(|| format!("{base}/anonymous-hub?Token={token}")),
+            args.url
+                .clone()
+                .unwrap_or_else(|| format!("{base}/anonymous-hub?Token={token}")),
             None,
         ),
         None => {
@@ -44,11 +46,18 @@ pub async fn run(args: &ListenArgs, config: &Config) -> Result<()> {
                 Some(t) => t.clone(),
                 None => token::mint(&args.claims, config)?,
             };
-            (args.url.clone().unwrap_or_else(|| format!("{base}/hub")), Some(token))
+            (
+                args.url.clone().unwrap_or_else(|| format!("{base}/hub")),
+                Some(token),
+            )
         }
     };
     let options = ConnectOptions {
-        protocol: if args.json { Protocol::Json } else { Protocol::MessagePack },
+        protocol: if args.json {
+            Protocol::Json
+        } else {
+            Protocol::MessagePack
+        },
         access_token,
         skip_negotiation: !args.negotiate,
         ..ConnectOptions::default()

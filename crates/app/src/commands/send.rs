@@ -42,7 +42,10 @@ pub fn envelope(args: &SendArgs) -> Result<serde_json::Value> {
         bail!("give --user or --org (or a whole --json envelope)");
     }
     let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-    let id = args.id.clone().unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let id = args
+        .id
+        .clone()
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     let payload = serde_json::json!({
         "id": id,
         "userId": args.user,
@@ -50,7 +53,9 @@ pub fn envelope(args: &SendArgs) -> Result<serde_json::Value> {
         "revisionDate": now,
         "date": now,
     });
-    Ok(serde_json::json!({"type": args.push_type, "payload": payload, "contextId": args.context_id}))
+    Ok(
+        serde_json::json!({"type": args.push_type, "payload": payload, "contextId": args.context_id}),
+    )
 }
 
 pub async fn run(args: &SendArgs, config: &Config) -> Result<()> {

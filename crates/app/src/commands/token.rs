@@ -41,7 +41,10 @@ pub struct TokenArgs {
 /// Claims of a user access token, as Bitwarden's identity server writes them.
 pub fn claims(args: &TokenArgs, config: &Config) -> serde_json::Value {
     let now = chrono::Utc::now().timestamp();
-    let sub = args.sub.clone().unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let sub = args
+        .sub
+        .clone()
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     let mut claims = serde_json::json!({
         "sub": sub,
         "nbf": now,
@@ -64,7 +67,10 @@ pub fn claims(args: &TokenArgs, config: &Config) -> serde_json::Value {
 pub fn minter(args: &TokenArgs, config: &Config) -> Result<Minter> {
     if let Some(path) = &args.rsa_private_key {
         let pem = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-        return Ok(Minter::Rs256 { private_key_pem: pem, kid: None });
+        return Ok(Minter::Rs256 {
+            private_key_pem: pem,
+            kid: None,
+        });
     }
     match &config.jwt.hs256_secret {
         Some(secret) => Ok(Minter::Hs256(secret.clone().into_bytes())),

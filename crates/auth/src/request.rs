@@ -8,7 +8,6 @@
 
 use http::header::AUTHORIZATION;
 use http::HeaderMap;
-use percent_encoding::percent_decode_str;
 
 const BEARER_PREFIX: &str = "Bearer ";
 
@@ -18,7 +17,7 @@ const BEARER_PREFIX: &str = "Bearer ";
 ///   case-insensitive) and the trimmed rest is the token. A non-Bearer
 ///   header yields `None` and the query is *not* consulted.
 /// - Otherwise the `access_token` query parameter (name matched
-///   case-insensitively, value percent-decoded).
+///   case-insensitively, value percent-decoded; invalid UTF-8 replaced).
 ///
 /// Empty tokens are reported as `None`.
 pub fn token_from_request(headers: &HeaderMap, query: Option<&str>) -> Option<String> {
@@ -48,28 +47,9 @@ pub fn token_from_request(headers: &HeaderMap, query: Option<&str>) -> Option<St
 pub fn query_param(query: Option<&str>, name: &str) -> Option<String> {
     let query = query?;
     let query = query.strip_prefix('?').unwrap_or(query);
-    query
-        .split('&')
-        .filter(|pair| !pair.is_empty())
-        .find_map(|pair| {
-            let (raw_key, raw_value) = pair.split_once('=').unwrap_or((pair, ""));
-            let key = form_decode(raw_key)?;
-            if key.eq_ignore_ascii_case(name) {
-                Some(form_decode(raw_value))
-            } else {
-                None
-            }
-        })
-        .flatten()
-}
-
-/// Decode one `application/x-www-form-urlencoded` component.
-fn form_decode(raw: &str) -> Option<String> {
-    let spaced = raw.replace('+', " ");
-    percent_decode_str(&spaced)
-        .decode_utf8()
-        .ok()
-        .map(|cow| cow.into_owned())
+    form_urlencoded::parse(query.as_bytes())
+        .find(|(key, _)| key.eq_ignore_ascii_case(name))
+        .map(|(_, value)| value.into_owned())
 }
 
 fn non_empty(s: String) -> Option<String> {

@@ -97,5 +97,11 @@ pub async fn send(
 
 /// `GET /alive` and `GET /now`: the current UTC time, as Bitwarden's `InfoController` answers.
 pub async fn now() -> Response {
-    Json(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)).into_response()
+    // .NET writes a UTC DateTime with seven fractional digits.
+    Json(
+        chrono::Utc::now()
+            .format("%Y-%m-%dT%H:%M:%S%.7fZ")
+            .to_string(),
+    )
+    .into_response()
 }

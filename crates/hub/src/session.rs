@@ -214,10 +214,7 @@ impl HubSession {
         }
     }
 
-    fn process_handshake(
-        &self,
-        buffer: &[u8],
-    ) -> Result<Option<(Box<OpenState>, usize)>, String> {
+    fn process_handshake(&self, buffer: &[u8]) -> Result<Option<(Box<OpenState>, usize)>, String> {
         let max = self.hub.options().max_message_size;
         let (request, consumed) = match handshake::parse_request(buffer, max) {
             Ok(None) => return Ok(None),
@@ -379,6 +376,11 @@ impl Session for HubSession {
                 self.hub.joined(&me);
             }
         }
+    }
+
+    fn transport_failed(&self, error: &str) {
+        self.hub.metrics().protocol_error();
+        self.fail("transport", error);
     }
 
     fn transport_lost(&self) -> bool {

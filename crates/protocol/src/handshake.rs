@@ -46,6 +46,15 @@ pub fn parse_request(
     buf: &[u8],
     max_len: usize,
 ) -> Result<Option<(HandshakeRequest, usize)>, HandshakeError> {
+    // A first message that is not a JSON object (a hub message sent before the handshake,
+    // say) can never become a handshake: refuse it now rather than at the timeout.
+    if let Some(&first) = buf.iter().find(|b| !b.is_ascii_whitespace()) {
+        if first != b'{' {
+            return Err(HandshakeError::Malformed(
+                "the first message must be the JSON handshake request".into(),
+            ));
+        }
+    }
     // Only look at the window the limit allows, so a flood without a separator is
     // rejected as soon as it is too long rather than when it ends.
     let window = &buf[..buf.len().min(max_len.saturating_add(1))];
@@ -212,5 +221,21 @@ mod tests {
         assert_eq!(resp.error, None);
         assert_eq!(used, 19);
         assert_eq!(parse_response(b"{}"), Ok(None));
+    }
+}
+
+#[cfg(test)]
+mod early_rejection_tests {
+    use super::*;
+
+    #[test]
+    fn a_hub_message_before_the_handshake_is_refused_at_once() {
+        // A MessagePack Ping (varint 2, [6]) has no record separator: without the early check
+        // the server would wait for the handshake timeout.
+        assert!(matches!(
+            parse_request(&[0x02, 0x91, 0x06], 1024),
+            Err(HandshakeError::Malformed(_))
+        ));
+        assert!(parse_request(b"  {\"protocol\":", 1024).unwrap().is_none());
     }
 }

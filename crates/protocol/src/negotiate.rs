@@ -4,7 +4,6 @@
 //! id and the secret connection token used as `id=` on the transport URL. Bitwarden clients
 //! skip it and connect the WebSocket directly, but other SignalR clients need it.
 
-use percent_encoding::percent_decode_str;
 use serde::Deserialize;
 
 use crate::json::write_json_string;
@@ -38,19 +37,13 @@ pub fn response_version(requested: u32) -> u32 {
     requested.min(MAX_VERSION)
 }
 
-/// The percent-decoded value of the first `name` parameter in a raw query string.
+/// The decoded value of the first `name` parameter in a raw query string. Names compare
+/// case-insensitively, as ASP.NET Core's query collection does.
 pub fn query_param(query: &str, name: &str) -> Option<String> {
     let query = query.strip_prefix('?').unwrap_or(query);
-    query.split('&').find_map(|pair| {
-        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        (decode_component(key) == name).then(|| decode_component(value))
-    })
-}
-
-fn decode_component(s: &str) -> String {
-    // Query strings encode spaces as '+'.
-    let spaced = s.replace('+', " ");
-    percent_decode_str(&spaced).decode_utf8_lossy().into_owned()
+    form_urlencoded::parse(query.as_bytes())
+        .find(|(key, _)| key.eq_ignore_ascii_case(name))
+        .map(|(_, value)| value.into_owned())
 }
 
 /// One entry of `availableTransports`.

@@ -17,11 +17,8 @@ pub(crate) fn plain(status: StatusCode, message: &'static str) -> Response {
     (status, [(header::CONTENT_TYPE, "text/plain")], message).into_response()
 }
 
-/// The first value of query parameter `name`, compared case-insensitively as ASP.NET does.
 pub(crate) fn query_param(query: Option<&str>, name: &str) -> Option<String> {
-    form_urlencoded::parse(query?.as_bytes())
-        .find(|(k, _)| k.eq_ignore_ascii_case(name))
-        .map(|(_, v)| v.into_owned())
+    pushwarden_protocol::negotiate::query_param(query?, name)
 }
 
 pub(crate) fn request_info(request: &Request) -> RequestInfo {

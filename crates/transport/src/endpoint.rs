@@ -122,6 +122,11 @@ pub trait Session: Send + Sync + 'static {
     /// Bytes from the client: one WebSocket message or one POST body.
     fn receive(&self, data: &[u8]);
 
+    /// The transport could not read what the client sent (an oversized or malformed WebSocket
+    /// frame). The session should close with `error` as its reason; the transport still
+    /// writes what the session queues.
+    fn transport_failed(&self, error: &str);
+
     /// The transport was lost without a close. Return true to keep the connection for a
     /// stateful reconnect; the session keeps queueing (and retaining) frames meanwhile.
     fn transport_lost(&self) -> bool;

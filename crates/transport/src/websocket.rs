@@ -121,6 +121,8 @@ async fn run<S: Session + ?Sized>(
 ) -> Ending {
     let outbox = session.outbox();
     let mut frames: Vec<Bytes> = Vec::new();
+    // After a read error the socket may still take the session's Close message.
+    let mut reading = true;
     loop {
         tokio::select! {
             drained = outbox.drain(&mut frames, options.max_batch_bytes) => {
@@ -149,7 +151,7 @@ async fn run<S: Session + ?Sized>(
                     return Ending::Closed;
                 }
             }
-            incoming = socket.recv() => match incoming {
+            incoming = socket.recv(), if reading => match incoming {
                 Some(Ok(Message::Binary(data))) => session.receive(&data),
                 Some(Ok(Message::Text(text))) => session.receive(text.as_bytes()),
                 Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
@@ -158,9 +160,31 @@ async fn run<S: Session + ?Sized>(
                     let _ = tokio::time::timeout(options.send_timeout, socket.flush()).await;
                     return Ending::Closed;
                 }
-                Some(Err(_)) | None => return Ending::Lost,
+                Some(Err(error)) => match client_fault(error) {
+                    Some(reason) if !outbox.is_closing() => {
+                        reading = false;
+                        session.transport_failed(&reason);
+                    }
+                    _ => return Ending::Lost,
+                },
+                None => return Ending::Lost,
             },
         }
+    }
+}
+
+/// The reason to give the client when a read failed because of what it sent (an oversized
+/// or malformed frame); `None` when the connection itself failed.
+fn client_fault(error: axum::Error) -> Option<String> {
+    let inner = error.into_inner();
+    match inner.downcast_ref::<tungstenite::Error>()? {
+        tungstenite::Error::Protocol(
+            tungstenite::error::ProtocolError::ResetWithoutClosingHandshake,
+        ) => None,
+        e @ (tungstenite::Error::Capacity(_)
+        | tungstenite::Error::Protocol(_)
+        | tungstenite::Error::Utf8(_)) => Some(format!("WebSocket: {e}")),
+        _ => None,
     }
 }
 

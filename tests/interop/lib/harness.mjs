@@ -167,14 +167,7 @@ export class Harness {
       } catch (e) {
         conns = this._conns.slice();
         const d = this.diagnostics(conns);
-        if (e && typeof e === "object") {
-          try {
-            if (typeof e.stack === "string") e.stack = `${e.stack}\n${d}`;
-            else e.message = `${e.message}\n${d}`;
-          } catch {
-            /* ignore */
-          }
-        }
+        process.stderr.write(`\n===== diagnostics for failed test "${name}" (${this.client.name}) =====\n${d}\n===== end diagnostics =====\n`);
         throw e;
       } finally {
         await this.cleanup();

@@ -53,9 +53,8 @@ struct Conn {
 async fn setup() -> (Server, Vec<Conn>) {
     let server = start(config()).await;
     let addr = server.addr;
-    let user = |sub: &str, devicetype: &str, extra: Value| {
-        Some(user_token(sub, Some(devicetype), extra))
-    };
+    let user =
+        |sub: &str, devicetype: &str, extra: Value| Some(user_token(sub, Some(devicetype), extra));
     let hub = hub_url(addr);
     let conns = vec![
         Conn {
@@ -96,13 +95,21 @@ async fn setup() -> (Server, Vec<Conn>) {
         },
         Conn {
             name: "c",
-            client: connect(&hub, user(C, "SDK", json!({"orgadmin": [O2]})), Protocol::Json)
-                .await,
+            client: connect(
+                &hub,
+                user(C, "SDK", json!({"orgadmin": [O2]})),
+                Protocol::Json,
+            )
+            .await,
         },
         Conn {
             name: "ext",
-            client: connect(&hub, user(D, "ChromeExtension", json!({})), Protocol::MessagePack)
-                .await,
+            client: connect(
+                &hub,
+                user(D, "ChromeExtension", json!({})),
+                Protocol::MessagePack,
+            )
+            .await,
         },
         Conn {
             name: "anon_r",
@@ -154,7 +161,12 @@ fn sweep_case(t: u8) -> Case {
     match t {
         16 => Case {
             target: AUTH_RESPONSE,
-            ..case("AuthRequestResponse to R", t, json!({"id": R, "userId": A}), &["anon_r"])
+            ..case(
+                "AuthRequestResponse to R",
+                t,
+                json!({"id": R, "userId": A}),
+                &["anon_r"],
+            )
         },
         15 => case(
             "AuthRequest to A (not the anonymous hub)",
@@ -446,7 +458,9 @@ fn check_argument(
                     .timestamp() as u32;
                 let expected = rmpv::Value::Ext(-1, secs.to_be_bytes().to_vec());
                 if revision != Some(&expected) {
-                    return Err(format!("RevisionDate {revision:?} is not timestamp {expected}"));
+                    return Err(format!(
+                        "RevisionDate {revision:?} is not timestamp {expected}"
+                    ));
                 }
             }
         }
@@ -457,11 +471,7 @@ fn check_argument(
 
 /// What one connection should see for a case: the invocation if it is in the audience (once),
 /// then nothing.
-async fn observe(
-    conn: &mut Conn,
-    case: &Case,
-    context: Option<&str>,
-) -> Result<(), String> {
+async fn observe(conn: &mut Conn, case: &Case, context: Option<&str>) -> Result<(), String> {
     let protocol = conn.client.protocol();
     if case.expect.contains(&conn.name) {
         let (target, arguments) = try_next_invocation(&mut conn.client, STEP).await?;
@@ -501,7 +511,11 @@ async fn run_cases(addr: SocketAddr, conns: &mut [Conn], cases: &[Case]) {
             }
         }
     }
-    assert!(failures.is_empty(), "routing failures:\n{}", failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "routing failures:\n{}",
+        failures.join("\n")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -557,10 +571,7 @@ async fn payload_keys_follow_each_protocol() {
         "nested date is a timestamp: {:?}",
         inner.1
     );
-    let as_json: Map<String, Value> = arguments.to_json()[0]
-        .as_object()
-        .cloned()
-        .expect("object");
+    let as_json: Map<String, Value> = arguments.to_json()[0].as_object().cloned().expect("object");
     assert_eq!(
         Value::Object(as_json),
         json!({"Type": 5, "Payload": {"UserId": A, "ID": "x", "URLValue": 1,

@@ -222,11 +222,6 @@ mod tests {
         assert_eq!(used, 19);
         assert_eq!(parse_response(b"{}"), Ok(None));
     }
-}
-
-#[cfg(test)]
-mod early_rejection_tests {
-    use super::*;
 
     #[test]
     fn a_hub_message_before_the_handshake_is_refused_at_once() {

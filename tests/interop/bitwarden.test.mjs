@@ -34,6 +34,7 @@ for (const v of clientVersions()) {
           transport: signalR.HttpTransportType.WebSockets,
         })
         .withHubProtocol(new MessagePackHubProtocol())
+        .configureLogging({ log() {} }) // Bitwarden's SignalRLogger (its body is commented out)
         .build();
     };
 
@@ -161,6 +162,54 @@ for (const v of clientVersions()) {
       const m3 = await c3.received();
       assert.equal(m3.Payload.OrganizationId, org2, "connection outside the org received its notification");
       assert.equal(delivered, 2);
+    });
+
+    h.test("contextId is not used to filter delivery (the client ignores its own device's messages)", async () => {
+      const u = h.user({ device: "dev-self" });
+      const c = h.connection({ path: "/hub", skipNegotiation: true, transport: "WebSockets", token: u.token, label: "device dev-self" });
+      await c.start();
+      const id = randomUUID();
+      assert.equal(await send(h.server, { type: 0, payload: { id, userId: u.userId, organizationId: null, collectionIds: null, revisionDate: REV }, contextId: "dev-self" }), 1);
+      const m = await c.received();
+      assert.equal(m.Payload.Id, id);
+      assert.equal(m.ContextId, "dev-self");
+    });
+
+    h.test("routing: type 20 (Notification) by installation id and client type (Installation_ / Installation_ClientType_ / UserClientType_ groups)", async () => {
+      const inst = h.server.installationId;
+      const web = h.user({ devicetype: "ChromeBrowser" }); // DeviceType 9 -> ClientType Web
+      const ext = h.user({ devicetype: "ChromeExtension" }); // DeviceType 2 -> ClientType Browser
+      const cw = h.connection({ path: "/hub", skipNegotiation: true, transport: "WebSockets", token: web.token, label: "web vault" });
+      const ce = h.connection({ path: "/hub", skipNegotiation: true, transport: "WebSockets", token: ext.token, label: "extension" });
+      await Promise.all([cw.start(), ce.start()]);
+      const note = (extra) => ({
+        type: 20,
+        payload: { id: randomUUID(), priority: 0, global: false, userId: null, organizationId: null, installationId: null, taskId: null, title: "t", body: "b", creationDate: REV, revisionDate: REV, readDate: null, deletedDate: null, ...extra },
+        contextId: null,
+      });
+      // all clients of this installation
+      const all = note({ installationId: inst, clientType: 0 });
+      assert.equal(await send(h.server, all), 2, "installation-wide notification should reach both connections");
+      for (const c of [cw, ce]) {
+        const m = await c.received();
+        assert.equal(m.Type, 20);
+        assert.equal(m.Payload.Id, all.payload.id);
+        assert.equal(m.Payload.InstallationId, inst);
+      }
+      // another installation: nobody
+      assert.equal(await send(h.server, note({ installationId: randomUUID(), clientType: 0 })), 0);
+      // this installation, Web clients only (ClientType 1)
+      const webOnly = note({ installationId: inst, clientType: 1 });
+      assert.equal(await send(h.server, webOnly), 1);
+      assert.equal((await cw.received()).Payload.Id, webOnly.payload.id);
+      // user + ClientType Browser (2): only the extension user's Browser connections
+      const extOnly = note({ userId: ext.userId, clientType: 2 });
+      assert.equal(await send(h.server, extOnly), 1);
+      assert.equal((await ce.received()).Payload.Id, extOnly.payload.id);
+      // same user, wrong client type: nobody
+      assert.equal(await send(h.server, note({ userId: ext.userId, clientType: 1 })), 0);
+      assert.equal(cw.inbox.ReceiveMessage.length, 2);
+      assert.equal(ce.inbox.ReceiveMessage.length, 2);
     });
 
     h.test("POST /send: wrong or missing API key is refused, malformed JSON is 400 {error}", async () => {

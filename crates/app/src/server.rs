@@ -193,6 +193,11 @@ async fn serve(
         }
     }
     // WebSockets live on after the HTTP server: wait for them to deliver their Close.
+    tracing::debug!(
+        hub = notifications.hub().connection_count(),
+        anonymous_hub = notifications.anonymous_hub().connection_count(),
+        "HTTP server stopped; waiting for connections to close"
+    );
     let deadline = Instant::now() + grace;
     while notifications.hub().connection_count() + notifications.anonymous_hub().connection_count()
         > 0

@@ -148,7 +148,9 @@ impl HubSession {
     }
 
     fn push_control(&self, protocol: Protocol, control: Control<'_>) {
-        self.push(encode_control(protocol, control), false);
+        // A Completion counts in stateful reconnect's sequence; Ping, Ack and Sequence do not.
+        let tracked = matches!(control, Control::CompletionError { .. });
+        self.push(encode_control(protocol, control), tracked);
     }
 
     /// Closes the connection, telling the client why when the handshake is done.

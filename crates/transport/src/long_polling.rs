@@ -47,6 +47,11 @@ pub(crate) async fn poll<E: Endpoint>(
     };
     // A newer poll supersedes the one that may still be waiting.
     entry.poll_cancel.notify_waiters();
+    // Also when the client goes away mid-poll and this future is dropped.
+    let detach = DetachOnDrop {
+        entry: &entry,
+        generation,
+    };
 
     let mut frames = Vec::new();
     let outcome = tokio::select! {
@@ -55,11 +60,8 @@ pub(crate) async fn poll<E: Endpoint>(
         _ = tokio::time::sleep(transport.options.long_poll_timeout) => Some(Drained::Frames(pushwarden_protocol::TransferFormat::Binary)),
     };
 
+    drop(detach);
     let mut st = entry.state.lock();
-    if st.poll_generation == generation {
-        st.attached = false;
-        st.detached_since = Instant::now();
-    }
     match outcome {
         None => no_content(),
         Some(Drained::Frames(_)) => data(frames),
@@ -75,6 +77,23 @@ pub(crate) async fn poll<E: Endpoint>(
                 entry.close_session();
                 data(frames)
             }
+        }
+    }
+}
+
+/// Marks the connection as between polls when a poll ends, however it ends, so that the
+/// reaper can end a connection whose client stopped polling.
+struct DetachOnDrop<'a, E: Endpoint> {
+    entry: &'a Entry<E>,
+    generation: u64,
+}
+
+impl<E: Endpoint> Drop for DetachOnDrop<'_, E> {
+    fn drop(&mut self) {
+        let mut st = self.entry.state.lock();
+        if st.poll_generation == self.generation {
+            st.attached = false;
+            st.detached_since = Instant::now();
         }
     }
 }

@@ -218,7 +218,13 @@ impl Outbox {
             st.frames = VecDeque::new();
         }
         if taken > 0 {
-            Some(Drained::Frames(format))
+            // The last frames of a closing connection say so, so that a transport that
+            // answers once per drain (a long poll) ends the connection now.
+            if st.closing && st.unsent == st.frames.len() {
+                Some(Drained::Closed(format))
+            } else {
+                Some(Drained::Frames(format))
+            }
         } else if st.closing {
             Some(Drained::Closed(format))
         } else {
@@ -311,7 +317,7 @@ mod tests {
         let mut out = Vec::new();
         assert_eq!(
             o.try_drain(&mut out, 1024),
-            Some(Drained::Frames(TransferFormat::Text))
+            Some(Drained::Closed(TransferFormat::Text))
         );
         assert_eq!(out, vec![b("a"), b("bye")]);
         out.clear();

@@ -112,8 +112,9 @@ impl<E: Endpoint> Registry<E> {
         self.entries.lock().len()
     }
 
-    /// Ends every connection that has had nothing attached for longer than `timeout`.
-    /// Returns how many were reaped.
+    /// Ends every connection that has had nothing attached for longer than `timeout`, and
+    /// every closing one with nothing attached and nothing left to write (no transport will
+    /// come for it, as at shutdown). Returns how many were reaped.
     pub fn reap(&self, timeout: Duration) -> usize {
         let now = Instant::now();
         let expired: Vec<Arc<Entry<E>>> = self
@@ -122,7 +123,10 @@ impl<E: Endpoint> Registry<E> {
             .values()
             .filter(|e| {
                 let st = e.state.lock();
-                !st.attached && now.duration_since(st.detached_since) > timeout
+                let outbox = e.session.outbox();
+                !st.attached
+                    && (now.duration_since(st.detached_since) > timeout
+                        || (outbox.is_closing() && outbox.queued_bytes() == 0))
             })
             .cloned()
             .collect();

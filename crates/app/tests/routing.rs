@@ -369,8 +369,8 @@ fn pascalize(value: &Value) -> Value {
 /// The envelope of case number `i`: even cases as `/send` bodies are (camelCase, null
 /// context written), odd ones as queue messages are (PascalCase, null context omitted).
 fn envelope(i: usize, case: &Case) -> (Value, Option<String>) {
-    let context = (i % 3 != 0).then(|| format!("device-{i}"));
-    let envelope = if i % 2 == 0 {
+    let context = (!i.is_multiple_of(3)).then(|| format!("device-{i}"));
+    let envelope = if i.is_multiple_of(2) {
         json!({"type": case.push_type, "payload": case.payload, "contextId": context})
     } else {
         let mut e = json!({"Type": case.push_type, "Payload": pascalize(&case.payload)});

@@ -39,6 +39,10 @@ pub(crate) async fn connection<E: Endpoint>(
     let info = request_info(&request);
     let id = query_param(info.query.as_deref(), "id");
     let method = request.method().clone();
+    if !matches!(method, Method::GET | Method::POST | Method::DELETE) {
+        // As ASP.NET Core: refused before the connection is even looked up.
+        return plain(StatusCode::METHOD_NOT_ALLOWED, "Unsupported HTTP method.");
+    }
 
     if method == Method::GET && is_websocket_request(&request) {
         if !transport.options.websockets {
@@ -88,8 +92,7 @@ pub(crate) async fn connection<E: Endpoint>(
             long_polling::poll(transport, entry).await
         }
         Method::POST => http_send::send(transport, entry, request).await,
-        Method::DELETE => long_polling::delete(transport, entry),
-        _ => plain(StatusCode::METHOD_NOT_ALLOWED, "Unsupported HTTP method."),
+        _ => long_polling::delete(transport, entry),
     }
 }
 

@@ -7,7 +7,7 @@
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use pushwarden::config::Config;
+use pushwarden::config::{Config, HubConfig, JwtConfig, SendConfig};
 use pushwarden::server::Server;
 use pushwarden_auth::Minter;
 use pushwarden_client::{Arguments, ClientEvent, ConnectOptions, HubClient, Protocol};
@@ -28,14 +28,24 @@ pub const QUIET: Duration = Duration::from_millis(150);
 /// Test defaults: random port, HS256 tokens, a `/send` key, an installation id, and a
 /// heartbeat too rare to show up.
 pub fn config() -> Config {
-    let mut config = Config::default();
-    config.listen = "127.0.0.1:0".parse().expect("address");
-    config.jwt.hs256_secret = Some(SECRET.into());
-    config.send.api_key = Some(SEND_KEY.into());
-    config.installation_id = Some(INSTALLATION.into());
-    config.hub.heartbeat_interval = Duration::from_secs(3600);
-    config.shutdown_timeout = Duration::from_secs(2);
-    config
+    let defaults = Config::default();
+    Config {
+        listen: "127.0.0.1:0".parse().expect("address"),
+        installation_id: Some(INSTALLATION.into()),
+        jwt: JwtConfig {
+            hs256_secret: Some(SECRET.into()),
+            ..defaults.jwt
+        },
+        send: SendConfig {
+            api_key: Some(SEND_KEY.into()),
+        },
+        hub: HubConfig {
+            heartbeat_interval: Duration::from_secs(3600),
+            ..defaults.hub
+        },
+        shutdown_timeout: Duration::from_secs(2),
+        ..defaults
+    }
 }
 
 pub async fn start(config: Config) -> Server {

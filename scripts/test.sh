@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test of pushwarden on a fresh machine: installs what the tests need (the pinned npm
-# packages of the interop suite, Node.js if missing), builds the workspace, runs the Rust tests,
-# then the interop suite with the official @microsoft/signalr clients against the real binary.
+# and PyPI packages of the interop suites, Node.js and Python if missing), builds the workspace,
+# runs the Rust tests, then the interop suites against the real binary: the official
+# @microsoft/signalr clients and two independent Python clients (pysignalr, signalrcore).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,6 +14,10 @@ if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
     echo "Node.js is missing: installing it with apt-get" >&2
     apt-get update -qq && apt-get install -y -qq nodejs npm
 fi
+if ! command -v python3 >/dev/null || ! python3 -c 'import venv, ensurepip' 2>/dev/null; then
+    echo "Python 3 with venv is missing: installing it with apt-get" >&2
+    apt-get update -qq && apt-get install -y -qq python3 python3-venv
+fi
 
 echo "== cargo build"
 cargo build --workspace --all-targets --locked
@@ -22,3 +27,6 @@ cargo test --workspace --locked
 
 echo "== interop tests (@microsoft/signalr)"
 PUSHWARDEN_BIN="$PWD/target/debug/pushwarden" tests/interop/run.sh
+
+echo "== interop tests (pysignalr, signalrcore)"
+PUSHWARDEN_BIN="$PWD/target/debug/pushwarden" tests/interop-python/run.sh

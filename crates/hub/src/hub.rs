@@ -108,6 +108,7 @@ impl Hub {
     /// A new connection for `identity`; it joins its user and groups after its handshake.
     pub fn open(self: &Arc<Self>, identity: Identity, info: ConnectionInfo) -> Arc<HubSession> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let identity = self.interned(identity);
         let session = HubSession::new(
             id,
             info.connection_id,
@@ -117,6 +118,22 @@ impl Hub {
         );
         self.connections.insert(id, session.clone());
         session
+    }
+
+    /// Shares the names of users and groups that already have members, rather than keeping
+    /// a copy per connection: ten thousand members of one organization hold one string.
+    fn interned(&self, mut identity: Identity) -> Identity {
+        if let Some(user) = &mut identity.user_id {
+            if let Some(shared) = self.users.get(&**user).map(|e| e.key().clone()) {
+                *user = shared;
+            }
+        }
+        for group in &mut identity.groups {
+            if let Some(shared) = self.groups.get(&**group).map(|e| e.key().clone()) {
+                *group = shared;
+            }
+        }
+        identity
     }
 
     pub(crate) fn joined(&self, session: &Arc<HubSession>) {

@@ -44,7 +44,7 @@ pub struct HubSession {
     me: std::sync::Weak<HubSession>,
     /// Serializes joining and leaving the hub's maps (see `Hub::joined`).
     pub(crate) membership: Mutex<Membership>,
-    connection_id: Arc<str>,
+    connection_id: Option<Arc<str>>,
     hub: Arc<Hub>,
     pub(crate) identity: Identity,
     outbox: Outbox,
@@ -65,7 +65,7 @@ pub struct HubSession {
 impl HubSession {
     pub(crate) fn new(
         id: u64,
-        connection_id: Arc<str>,
+        connection_id: Option<Arc<str>>,
         hub: Arc<Hub>,
         identity: Identity,
         stateful_offered: bool,
@@ -91,8 +91,9 @@ impl HubSession {
         })
     }
 
-    pub fn connection_id(&self) -> &str {
-        &self.connection_id
+    /// Negotiate's connection id, when the connection was negotiated.
+    pub fn connection_id(&self) -> Option<&str> {
+        self.connection_id.as_deref()
     }
 
     /// The hub protocol chosen at handshake, if it is done.
@@ -133,7 +134,7 @@ impl HubSession {
                 self.hub.metrics().queue_overflow();
                 tracing::warn!(
                     hub = self.hub.name(),
-                    connection = %self.connection_id,
+                    connection = self.id,
                     queued_bytes = self.outbox.queued_bytes(),
                     "closing a connection whose client does not keep up"
                 );
@@ -346,7 +347,13 @@ impl HubSession {
     }
 
     fn fail(&self, reason: &'static str, message: &str) {
-        tracing::debug!(hub = self.hub.name(), connection = %self.connection_id, reason, message, "closing connection");
+        tracing::debug!(
+            hub = self.hub.name(),
+            connection = self.id,
+            reason,
+            message,
+            "closing connection"
+        );
         self.close(
             Some(&format!("Connection closed with an error. {message}")),
             false,

@@ -110,10 +110,18 @@ impl MessageReader {
     // Not an Iterator: "need more bytes" and "failed" must stay distinguishable.
     #[allow(clippy::should_implement_trait)]
     pub fn next(&mut self) -> Result<Option<DecodedMessage>, ProtocolError> {
-        match self.protocol {
+        let next = match self.protocol {
             Protocol::Json => self.next_json(),
             Protocol::MessagePack => self.next_msgpack(),
+        };
+        if self.start == self.buffer.len() && self.buffer.capacity() > 0 {
+            // Everything read: give the buffer back. A server holds one reader per idle
+            // connection, and between pings there is nothing to keep.
+            self.buffer = Vec::new();
+            self.start = 0;
+            self.scanned = 0;
         }
+        next
     }
 
     fn next_json(&mut self) -> Result<Option<DecodedMessage>, ProtocolError> {

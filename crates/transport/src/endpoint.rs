@@ -83,8 +83,9 @@ impl IntoResponse for Rejection {
 /// Facts about a new connection that the session may need.
 #[derive(Clone, Debug)]
 pub struct ConnectionInfo {
-    /// The public connection id (negotiate's `connectionId`, or a fresh one).
-    pub connection_id: Arc<str>,
+    /// Negotiate's `connectionId`; none for a WebSocket opened without negotiate (nobody can
+    /// address it by id, so none is made).
+    pub connection_id: Option<Arc<str>>,
     /// Stateful reconnect was granted at negotiate.
     pub stateful_reconnect: bool,
 }

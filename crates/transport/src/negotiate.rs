@@ -51,7 +51,7 @@ pub(crate) async fn negotiate<E: Endpoint>(
     let session = transport.endpoint.open(
         &principal,
         ConnectionInfo {
-            connection_id: connection_id.clone(),
+            connection_id: Some(connection_id.clone()),
             stateful_reconnect: stateful,
         },
     );

@@ -213,8 +213,8 @@ impl Outbox {
                 st.frames.remove(idx);
             }
         }
-        if st.frames.is_empty() && st.frames.capacity() > 16 {
-            // Give back the memory of a burst: idle connections should cost nothing here.
+        if st.frames.is_empty() && st.frames.capacity() > 0 {
+            // Give the queue's memory back: an idle connection should cost nothing here.
             st.frames = VecDeque::new();
         }
         if taken > 0 {

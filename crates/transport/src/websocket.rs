@@ -17,7 +17,7 @@ use pushwarden_protocol::TransferFormat;
 use crate::dispatch::{claim_transport, plain};
 use crate::endpoint::{ConnectionInfo, Endpoint, Session, TransportKind};
 use crate::outbox::Drained;
-use crate::registry::{new_id, Entry};
+use crate::registry::Entry;
 use crate::Transport;
 
 /// How a WebSocket ended.
@@ -49,7 +49,7 @@ pub(crate) fn accept_new<E: Endpoint>(
         let session = transport.endpoint.open(
             &principal,
             ConnectionInfo {
-                connection_id: new_id().into(),
+                connection_id: None,
                 stateful_reconnect: false,
             },
         );

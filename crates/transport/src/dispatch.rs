@@ -3,13 +3,13 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::ws::WebSocketUpgrade;
-use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::response::{IntoResponse, Response};
 use http::{header, Method, StatusCode};
 
 use crate::endpoint::{Endpoint, Rejection, RequestInfo, TransportKind};
 use crate::registry::Entry;
+use crate::upgrade::{self, Upgrade};
 use crate::{http_send, long_polling, sse, websocket, Transport};
 
 /// A short `text/plain` answer, as ASP.NET Core's dispatcher gives for transport errors.
@@ -44,14 +44,14 @@ pub(crate) async fn connection<E: Endpoint>(
         return plain(StatusCode::METHOD_NOT_ALLOWED, "Unsupported HTTP method.");
     }
 
-    if method == Method::GET && is_websocket_request(&request) {
+    if method == Method::GET && upgrade::is_requested(request.headers()) {
         if !transport.options.websockets {
             return plain(StatusCode::NOT_FOUND, "WebSockets transport is disabled.");
         }
         let (mut parts, _body) = request.into_parts();
-        let upgrade = match WebSocketUpgrade::from_request_parts(&mut parts, &()).await {
+        let upgrade = match Upgrade::from_parts(&mut parts) {
             Ok(u) => u,
-            Err(rejection) => return rejection.into_response(),
+            Err(response) => return *response,
         };
         return match id {
             None => {
@@ -147,14 +147,6 @@ pub(crate) fn claim_transport<E: Endpoint>(
             "Cannot change transports mid-connection",
         )),
     }
-}
-
-fn is_websocket_request(request: &Request) -> bool {
-    request
-        .headers()
-        .get(header::UPGRADE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
 }
 
 fn accepts_event_stream(request: &Request) -> bool {

@@ -24,6 +24,7 @@ mod options;
 mod outbox;
 mod registry;
 mod sse;
+mod upgrade;
 mod websocket;
 
 use std::sync::{Arc, Weak};

@@ -33,7 +33,7 @@ impl Default for TransportOptions {
             websockets: true,
             server_sent_events: true,
             long_polling: true,
-            websocket_read_buffer: 2048,
+            websocket_read_buffer: 256,
             websocket_max_message: 64 * 1024,
             max_post_body: 1024 * 1024,
             disconnect_timeout: Duration::from_secs(15),

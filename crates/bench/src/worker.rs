@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use hdrhistogram::Histogram;
 use parking_lot::Mutex;
-use pushwarden_client::{Arguments, ClientEvent, ConnectOptions, HubClient, Protocol};
+use pushwarden_client::{ConnectOptions, HubClient, Protocol};
 use serde_json::{json, Value};
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpSocket;
@@ -166,26 +166,15 @@ impl Shared {
         }
     }
 
-    fn on_event(&self, shard: usize, event: ClientEvent) -> bool {
-        match event {
-            ClientEvent::Invocation { arguments, .. } => {
-                match context_of(&arguments).and_then(marker::parse) {
-                    Some((seq, sent)) => self.record(shard, seq, sent),
-                    None => {
-                        self.unmatched.fetch_add(1, Relaxed);
-                    }
-                }
-                true
+    /// Records every bench notification in a frame; other messages (pings, heartbeats)
+    /// carry no marker and are skipped.
+    fn on_frame(&self, shard: usize, frame: &[u8]) {
+        marker::find_all(frame, |found| match found {
+            Some((seq, sent)) => self.record(shard, seq, sent),
+            None => {
+                self.unmatched.fetch_add(1, Relaxed);
             }
-            ClientEvent::Close { error, .. } => {
-                self.error(format!(
-                    "server closed the connection: {}",
-                    error.as_deref().unwrap_or("no error")
-                ));
-                false
-            }
-            ClientEvent::Other(_) => true,
-        }
+        });
     }
 
     fn histogram(&self) -> Histogram<u64> {
@@ -194,26 +183,6 @@ impl Shared {
             let _ = all.add(&*h.lock());
         }
         all
-    }
-}
-
-/// The context id of a `ReceiveMessage` argument: `ContextId` (MessagePack) or `contextId`
-/// (JSON) of the first argument.
-fn context_of(arguments: &Arguments) -> Option<&[u8]> {
-    match arguments {
-        Arguments::MessagePack(values) => match values.first()? {
-            rmpv::Value::Map(pairs) => pairs
-                .iter()
-                .find(|(k, _)| k.as_str() == Some("ContextId"))
-                .and_then(|(_, v)| v.as_str())
-                .map(str::as_bytes),
-            _ => None,
-        },
-        Arguments::Json(values) => values
-            .first()?
-            .get("contextId")?
-            .as_str()
-            .map(str::as_bytes),
     }
 }
 
@@ -277,12 +246,10 @@ async fn hub_connection(
     let stopped = loop {
         tokio::select! {
             _ = stop.changed() => break true,
-            event = client.next_event() => match event {
-                Ok(Some(event)) => {
-                    if !shared.on_event(shard, event) {
-                        break false;
-                    }
-                }
+            // Raw frames, not decoded events: the readers should cost what the raw
+            // ceiling's readers cost, so that the two runs measure the server and the writer.
+            frame = client.next_frame() => match frame {
+                Ok(Some(frame)) => shared.on_frame(shard, &frame),
                 Ok(None) => {
                     let reason = match client.close_frame() {
                         Some((code, reason)) => format!("closed by the server: {code} {reason}"),

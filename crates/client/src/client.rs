@@ -4,6 +4,7 @@
 //! is awaited, which keeps a connection down to one task (the caller's) and makes every
 //! behaviour visible to tests. WebSocket pings are answered by tungstenite while reading.
 
+use bytes::Bytes;
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
@@ -204,8 +205,16 @@ impl HubClient {
         }
     }
 
+    /// The payload of the next WebSocket data frame, not decoded (it may hold several hub
+    /// messages, pings included): for a load generator that only needs to find its markers
+    /// in what arrives, at the cost of a raw reader. `None` once the server closed the
+    /// WebSocket. Do not mix with [`HubClient::next_event`] on the same connection.
+    pub async fn next_frame(&mut self) -> Result<Option<Bytes>, ClientError> {
+        self.read_frame().await
+    }
+
     /// Payload of the next data frame; `None` once the server closed the WebSocket.
-    async fn read_frame(&mut self) -> Result<Option<Vec<u8>>, ClientError> {
+    async fn read_frame(&mut self) -> Result<Option<Bytes>, ClientError> {
         loop {
             match self.socket.next().await {
                 None | Some(Err(WsError::ConnectionClosed | WsError::AlreadyClosed)) => {
@@ -214,11 +223,11 @@ impl HubClient {
                 Some(Err(e)) => return Err(e.into()),
                 Some(Ok(Message::Text(text))) => {
                     self.frames.text += 1;
-                    return Ok(Some(text.as_bytes().to_vec()));
+                    return Ok(Some(Bytes::from(text)));
                 }
                 Some(Ok(Message::Binary(bytes))) => {
                     self.frames.binary += 1;
-                    return Ok(Some(bytes.to_vec()));
+                    return Ok(Some(bytes));
                 }
                 Some(Ok(Message::Close(frame))) => {
                     self.close_frame = frame.map(|f| (u16::from(f.code), f.reason.to_string()));

@@ -41,6 +41,7 @@ pub struct Hub {
     options: HubOptions,
     outbox_limits: OutboxLimits,
     epoch: Instant,
+    clock: AtomicU64,
     next_id: AtomicU64,
     /// Every open connection, handshaken or not (the timers look at all of them).
     connections: DashMap<u64, Arc<HubSession>>,
@@ -57,6 +58,7 @@ impl Hub {
             name,
             outbox_limits,
             epoch: Instant::now(),
+            clock: AtomicU64::new(0),
             next_id: AtomicU64::new(1),
             connections: DashMap::new(),
             users: DashMap::new(),
@@ -88,9 +90,17 @@ impl Hub {
         &self.metrics
     }
 
-    /// Milliseconds since the hub started: the clock of its timers.
+    /// Milliseconds since the hub started, as of the last timer tick: the clock of the
+    /// keep-alive timers. Coarse on purpose: it is read on every delivery, and a tick is
+    /// precise enough for timeouts counted in seconds.
     pub(crate) fn now_ms(&self) -> u64 {
-        self.epoch.elapsed().as_millis() as u64
+        self.clock.load(Ordering::Relaxed)
+    }
+
+    fn advance_clock(&self) -> u64 {
+        let now = self.epoch.elapsed().as_millis() as u64;
+        self.clock.store(now, Ordering::Relaxed);
+        now
     }
 
     pub(crate) fn ping_frame(&self, protocol: Protocol) -> &Bytes {
@@ -238,7 +248,7 @@ async fn timer_loop(hub: Weak<Hub>, tick: Duration) {
     loop {
         interval.tick().await;
         let Some(hub) = hub.upgrade() else { return };
-        let now = hub.now_ms();
+        let now = hub.advance_clock();
         // Ticked outside the map's locks: a session's own lock is never taken inside them.
         for session in hub.snapshot() {
             session.tick(now);

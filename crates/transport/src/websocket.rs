@@ -168,6 +168,9 @@ async fn run<S: Session + ?Sized>(
         // connection costs. Nothing is awaited inside it; writes happen below, boxed, so that
         // their timers take no room here.
         let step = tokio::select! {
+            // Outgoing first: when a wake-up is for a notification (the common case) the
+            // socket is not polled for reading at all.
+            biased;
             drained = outbox.drain(&mut frames, options.max_batch_bytes) => {
                 let (format, closing) = match drained {
                     Drained::Frames(f) => (f, false),

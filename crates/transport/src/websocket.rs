@@ -280,18 +280,19 @@ fn client_fault(error: tungstenite::Error) -> Option<String> {
 }
 
 /// Turns the drained frames into one WebSocket message.
+/// Empties `frames` and gives its memory back: the connection may now idle for hours.
 fn coalesce(frames: &mut Vec<Bytes>, format: TransferFormat) -> Option<Message> {
+    let mut frames = std::mem::take(frames);
     let bytes = if frames.len() == 1 {
         frames.pop().unwrap_or_default()
     } else {
         let total = frames.iter().map(Bytes::len).sum();
         let mut joined = BytesMut::with_capacity(total);
-        for f in frames.drain(..) {
-            joined.extend_from_slice(&f);
+        for f in &frames {
+            joined.extend_from_slice(f);
         }
         joined.freeze()
     };
-    frames.clear();
     Some(match format {
         TransferFormat::Binary => Message::Binary(bytes),
         TransferFormat::Text => Message::Text(Utf8Bytes::try_from(bytes).ok()?),

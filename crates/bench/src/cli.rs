@@ -70,6 +70,9 @@ pub struct Common {
     /// Sign tokens with RS256 and this PEM private key (takes precedence over --secret).
     #[arg(long, global = true)]
     pub rsa_private_key: Option<PathBuf>,
+    /// `iss` claim of the tokens (Vaultwarden checks `<DOMAIN>|login`).
+    #[arg(long, global = true)]
+    pub issuer: Option<String>,
     /// Source addresses to spread connections over (127.0.0.2, 127.0.0.3, ...); 0: let the kernel choose.
     #[arg(long, global = true, default_value_t = 64)]
     pub source_ips: u32,

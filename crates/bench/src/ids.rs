@@ -31,19 +31,29 @@ pub fn source_ip(common: &Common, k: usize) -> Option<IpAddr> {
     Some(IpAddr::V4(Ipv4Addr::from(base.wrapping_add(offset))))
 }
 
-/// How tokens are signed, from `--rsa-private-key` or `--secret`; `None` without either.
-pub fn minter(common: &Common) -> Result<Option<Minter>> {
-    if let Some(path) = &common.rsa_private_key {
+/// How tokens are signed, and the issuer they name (Vaultwarden requires `<DOMAIN>|login`).
+pub struct Signer {
+    pub minter: Minter,
+    pub issuer: Option<String>,
+}
+
+/// The signer of `--rsa-private-key` or `--secret` (and `--issuer`); `None` without either.
+pub fn minter(common: &Common) -> Result<Option<Signer>> {
+    let minter = if let Some(path) = &common.rsa_private_key {
         let pem = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-        return Ok(Some(Minter::Rs256 {
+        Minter::Rs256 {
             private_key_pem: pem,
             kid: None,
-        }));
-    }
-    Ok(common
-        .secret
-        .as_ref()
-        .map(|s| Minter::Hs256(s.as_bytes().to_vec())))
+        }
+    } else if let Some(secret) = &common.secret {
+        Minter::Hs256(secret.as_bytes().to_vec())
+    } else {
+        return Ok(None);
+    };
+    Ok(Some(Signer {
+        minter,
+        issuer: common.issuer.clone(),
+    }))
 }
 
 fn unix_seconds() -> i64 {
@@ -54,9 +64,9 @@ fn unix_seconds() -> i64 {
 }
 
 /// A Bitwarden user access token of `user` in `org`, valid for a few hours.
-pub fn mint(minter: &Minter, user: usize, org: usize) -> Result<String> {
+pub fn mint(signer: &Signer, user: usize, org: usize) -> Result<String> {
     let now = unix_seconds();
-    let claims = json!({
+    let mut claims = json!({
         "sub": user_id(user),
         "amr": ["Application"],
         "scope": ["api"],
@@ -65,7 +75,11 @@ pub fn mint(minter: &Minter, user: usize, org: usize) -> Result<String> {
         "nbf": now - 60,
         "exp": now + 4 * 3600,
     });
-    minter
+    if let Some(issuer) = &signer.issuer {
+        claims["iss"] = json!(issuer);
+    }
+    signer
+        .minter
         .mint(&claims)
         .map_err(|e| anyhow::anyhow!("minting: {e}"))
 }
@@ -74,7 +88,7 @@ pub fn mint(minter: &Minter, user: usize, org: usize) -> Result<String> {
 /// (RS256 signing costs about a millisecond). Returns the tokens in the order of `pairs`
 /// and the time minting took.
 pub fn mint_all(
-    minter: Option<&Minter>,
+    minter: Option<&Signer>,
     pairs: &[(usize, usize)],
     threads: usize,
 ) -> Result<(Vec<Option<String>>, Duration)> {
@@ -131,7 +145,10 @@ mod tests {
 
     #[test]
     fn tokens_follow_pairs() {
-        let minter = Minter::Hs256(b"s".to_vec());
+        let minter = Signer {
+            minter: Minter::Hs256(b"s".to_vec()),
+            issuer: None,
+        };
         let pairs = [(0, 0), (1, 0), (0, 0), (2, 1)];
         let (tokens, _) = mint_all(Some(&minter), &pairs, 2).unwrap();
         assert_eq!(tokens.len(), 4);

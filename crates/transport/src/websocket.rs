@@ -5,10 +5,9 @@
 //! queued together are coalesced into one WebSocket message (SignalR allows several hub
 //! messages per transport message), so a burst costs one write.
 
-use std::sync::Arc;
-
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 
 use axum::response::Response;
 use bytes::{Bytes, BytesMut};

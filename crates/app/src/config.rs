@@ -317,6 +317,14 @@ mod tests {
     }
 
     #[test]
+    fn the_example_file_is_valid() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../pushwarden.example.toml");
+        let c = Config::load(Some(Path::new(path))).unwrap();
+        assert_eq!(c.jwt.authority.as_deref(), Some("http://identity:5000"));
+        assert_eq!(c.transport.websocket_read_buffer, 256);
+    }
+
+    #[test]
     fn bad_values_are_errors() {
         let mut c = Config::default();
         assert!(c

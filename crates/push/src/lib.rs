@@ -7,7 +7,8 @@
 //!
 //! Each provider speaks the real protocol and takes its base URL from configuration, so tests
 //! point it at an in-process fake. The device registry, the durable delivery queue and routing
-//! from `/send` build on these (issue: push gateway).
+//! from `/send` build on these (issue: push gateway). Each provider reports its own `Outcome`
+//! (delivered, gone, retry after, permanent); the delivery queue will want one shared type.
 
 pub mod apns;
 pub mod fcm;

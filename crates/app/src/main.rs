@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
-use pushwarden::commands::{listen, send, token};
+use pushwarden::commands::{listen, send, token, vapid};
 use pushwarden::config::Config;
 use pushwarden::{metrics, secrets, server};
 
@@ -32,6 +32,9 @@ enum Command {
     Send(send::SendArgs),
     /// Connect to a hub and print every notification that arrives.
     Listen(listen::ListenArgs),
+    /// Web Push (VAPID) application-server keys.
+    #[command(subcommand)]
+    Vapid(vapid::VapidCommand),
 }
 
 fn main() {
@@ -60,6 +63,10 @@ fn main() {
 }
 
 async fn run(cli: Cli) -> Result<()> {
+    if let Command::Vapid(command) = &cli.command {
+        // Key files only: no configuration, and no development secrets created as a side effect.
+        return vapid::run(command);
+    }
     let mut config = Config::load(cli.config.as_deref())?;
     let development = secrets::apply_development_defaults(&mut config)?;
     match cli.command {
@@ -70,6 +77,7 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Command::Send(args) => send::run(&args, &config).await,
         Command::Listen(args) => listen::run(&args, &config).await,
+        Command::Vapid(command) => vapid::run(&command),
     }
 }
 

@@ -3,3 +3,4 @@
 pub mod listen;
 pub mod send;
 pub mod token;
+pub mod vapid;

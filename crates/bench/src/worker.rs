@@ -147,6 +147,22 @@ impl Shared {
         self.errors.lock().add(&message);
     }
 
+    /// A connection attempt failed; it still counts as settled.
+    fn open_failed(&self, message: String) {
+        self.failed.fetch_add(1, Relaxed);
+        self.settled.fetch_add(1, Relaxed);
+        self.error(message);
+    }
+
+    /// A connection is up (and, for `member`, one of the fan-out audience).
+    fn opened(&self, member: bool) {
+        self.connected.fetch_add(1, Relaxed);
+        if member {
+            self.members.fetch_add(1, Relaxed);
+        }
+        self.settled.fetch_add(1, Relaxed);
+    }
+
     /// A notification sent at `sent` (unix ns) arrived.
     fn record(&self, shard: usize, seq: u64, sent: u64) {
         let now = marker::unix_nanos();
@@ -227,18 +243,9 @@ async fn hub_connection(
 ) {
     let mut client = match connect.open(options).await {
         Ok(client) => client,
-        Err(e) => {
-            shared.failed.fetch_add(1, Relaxed);
-            shared.settled.fetch_add(1, Relaxed);
-            shared.error(e);
-            return;
-        }
+        Err(e) => return shared.open_failed(e),
     };
-    shared.connected.fetch_add(1, Relaxed);
-    if member {
-        shared.members.fetch_add(1, Relaxed);
-    }
-    shared.settled.fetch_add(1, Relaxed);
+    shared.opened(member);
     // Spread the Pings so they do not all arrive in the same instant.
     let phase = connect.ping.mul_f64(rand::random::<f64>());
     let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + phase, connect.ping);
@@ -310,16 +317,9 @@ async fn raw_connection(
     };
     let mut stream = match opened.await {
         Ok(stream) => stream,
-        Err(e) => {
-            shared.failed.fetch_add(1, Relaxed);
-            shared.settled.fetch_add(1, Relaxed);
-            shared.error(e);
-            return;
-        }
+        Err(e) => return shared.open_failed(e),
     };
-    shared.connected.fetch_add(1, Relaxed);
-    shared.members.fetch_add(1, Relaxed);
-    shared.settled.fetch_add(1, Relaxed);
+    shared.opened(true);
     let mut buf = vec![0u8; RAW_READ_BUFFER];
     let mut filled = 0;
     let mut frames = 0u64;

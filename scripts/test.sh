@@ -2,7 +2,8 @@
 # Runs every test of pushwarden on a fresh machine: installs what the tests need (the pinned npm
 # and PyPI packages of the interop suites, Node.js and Python if missing), builds the workspace,
 # runs the Rust tests, then the interop suites against the real binary: the official
-# @microsoft/signalr clients and two independent Python clients (pysignalr, signalrcore).
+# @microsoft/signalr clients and two independent Python clients (pysignalr, signalrcore), plus a
+# Web Push decryption by Python's http_ece. Starts PostgreSQL if it is down.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,6 +18,22 @@ fi
 if ! command -v python3 >/dev/null || ! python3 -c 'import venv, ensurepip' 2>/dev/null; then
     echo "Python 3 with venv is missing: installing it with apt-get" >&2
     apt-get update -qq && apt-get install -y -qq python3 python3-venv
+fi
+
+# The push registry's tests run on SQLite and on PostgreSQL (localhost:5432, trust auth, as this
+# machine is set up); start PostgreSQL if it is down, install it if it is missing.
+pg_ready() { pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; }
+if ! pg_ready; then
+    if ! command -v pg_ctlcluster >/dev/null; then
+        echo "PostgreSQL is missing: installing it with apt-get" >&2
+        apt-get update -qq && apt-get install -y -qq postgresql
+    fi
+    echo "PostgreSQL is not answering on 127.0.0.1:5432: starting it" >&2
+    for version in $(ls /etc/postgresql 2>/dev/null); do
+        pg_ctlcluster --skip-systemctl-redirect "$version" main start || true
+    done
+    for _ in $(seq 1 30); do pg_ready && break; sleep 1; done
+    pg_ready || { echo "PostgreSQL did not start" >&2; exit 1; }
 fi
 
 echo "== cargo build"

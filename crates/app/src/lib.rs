@@ -4,5 +4,7 @@
 pub mod commands;
 pub mod config;
 pub mod metrics;
+pub mod push;
 pub mod secrets;
 pub mod server;
+pub mod tls;

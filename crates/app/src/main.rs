@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
-use pushwarden::commands::{listen, send, token, vapid};
+use pushwarden::commands::{installation, listen, register, send, token, vapid};
 use pushwarden::config::Config;
 use pushwarden::{metrics, secrets, server};
 
@@ -12,7 +12,7 @@ use pushwarden::{metrics, secrets, server};
 #[command(
     name = "pushwarden",
     version,
-    about = "Bitwarden-compatible push notifications: SignalR hubs and /send"
+    about = "Bitwarden-compatible push notifications: SignalR hubs, /send, and push to APNs, FCM and Web Push"
 )]
 struct Cli {
     /// TOML configuration file; PUSHWARDEN_* environment variables override it.
@@ -30,8 +30,15 @@ enum Command {
     Token(token::TokenArgs),
     /// Post a notification to a running service's /send.
     Send(send::SendArgs),
+    /// Register a device for pushes with a running service (/push/register).
+    Register(register::RegisterArgs),
+    /// Remove a device registration from a running service (/push/delete).
+    Unregister(register::UnregisterArgs),
     /// Connect to a hub and print every notification that arrives.
     Listen(listen::ListenArgs),
+    /// Installations (self-hosted servers) allowed to push through this relay.
+    #[command(subcommand)]
+    Installation(installation::InstallationCommand),
     /// Web Push (VAPID) application-server keys.
     #[command(subcommand)]
     Vapid(vapid::VapidCommand),
@@ -77,6 +84,9 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Command::Send(args) => send::run(&args, &config).await,
         Command::Listen(args) => listen::run(&args, &config).await,
+        Command::Installation(command) => installation::run(&command, &config).await,
+        Command::Register(args) => register::register(&args, &config).await,
+        Command::Unregister(args) => register::unregister(&args, &config).await,
         Command::Vapid(command) => vapid::run(&command),
     }
 }
@@ -84,9 +94,11 @@ async fn run(cli: Cli) -> Result<()> {
 async fn serve(config: Config, development: bool) -> Result<()> {
     metrics::install();
     let data_dir = config.data_dir.display().to_string();
+    let tls = config.tls.cert_file.is_some();
     let running = server::start(config).await?;
     let addr = running.addr;
-    println!("listening on http://{addr}");
+    let scheme = if tls { "https" } else { "http" };
+    println!("listening on {scheme}://{addr}");
     if development {
         println!(
             "\nDevelopment mode: no JWT key is configured, so pushwarden signs its own tokens with a\n\

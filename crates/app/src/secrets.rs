@@ -51,6 +51,16 @@ pub fn write_private(path: &Path, content: &str) -> std::io::Result<()> {
     std::fs::write(path, content)
 }
 
+const RELAY_TOKEN_SECRET: &str = "relay-token-secret";
+
+/// The secret installation tokens are signed with: configured, or kept in the data directory.
+pub fn relay_token_secret(config: &Config) -> Result<Vec<u8>> {
+    match &config.relay.token_secret {
+        Some(secret) => Ok(secret.clone().into_bytes()),
+        None => Ok(load_or_create(&config.data_dir, RELAY_TOKEN_SECRET)?.into_bytes()),
+    }
+}
+
 /// Fills in development secrets where the configuration has none. Returns whether the service
 /// runs in development mode.
 pub fn apply_development_defaults(config: &mut Config) -> Result<bool> {

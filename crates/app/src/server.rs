@@ -9,15 +9,20 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use axum::extract::DefaultBodyLimit;
 use axum::response::IntoResponse;
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use http::StatusCode;
 use pushwarden_auth::{TokenVerifier, VerifierConfig};
+use pushwarden_bitwarden::device_push::{self, PushApiState, PushGateway, RelayAccess};
+use pushwarden_bitwarden::relay::{
+    self, InstallationTokens, RateLimits, RelayLimits, TokenEndpointState,
+};
 use pushwarden_bitwarden::send::{self, SendAuthorizer, SendState};
 use pushwarden_bitwarden::{
     AnonymousHubAuthenticator, HubPolicy, Notifications, UserHubAuthenticator,
 };
 use pushwarden_hub::{Hub, HubEndpoint, HubOptions};
+use pushwarden_push::PushService;
 use pushwarden_transport::{routes, OutboxLimits, Transport, TransportOptions};
 use tokio::net::TcpListener;
 
@@ -28,15 +33,22 @@ use crate::metrics;
 pub struct Server {
     pub addr: SocketAddr,
     pub notifications: Arc<Notifications>,
+    pub push: Arc<PushService>,
     shutdown: tokio::sync::watch::Sender<bool>,
     task: tokio::task::JoinHandle<Result<()>>,
+    push_worker: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Server {
     /// Starts a graceful shutdown and waits for it.
     pub async fn shutdown(self) -> Result<()> {
         let _ = self.shutdown.send(true);
-        self.task.await.context("server task")?
+        let served = self.task.await.context("server task")?;
+        if let Some(worker) = self.push_worker {
+            let _ = tokio::time::timeout(Duration::from_secs(5), worker).await;
+        }
+        self.push.store().close().await;
+        served
     }
 }
 
@@ -60,28 +72,40 @@ pub fn verifier_config(config: &Config) -> Result<VerifierConfig> {
 
 /// Binds and starts serving; returns once the socket is listening.
 pub async fn start(config: Config) -> Result<Server> {
+    // Bad certificate files stop the start, before anything listens.
+    let tls = match (&config.tls.cert_file, &config.tls.key_file) {
+        (Some(cert), Some(key)) => Some(crate::tls::load_server_config(cert, key)?),
+        _ => None,
+    };
     let listener = TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("binding {}", config.listen))?;
     let addr = listener.local_addr()?;
-    let (router, notifications) = build(&config)?;
+    let (router, notifications, push) = build(&config).await?;
     let (shutdown, mut shutdown_rx) = tokio::sync::watch::channel(false);
+    let push_worker = Some(
+        push.start_worker(shutdown_rx.clone())
+            .await
+            .context("starting the push delivery worker")?,
+    );
     let hubs = notifications.clone();
     let grace = config.shutdown_timeout;
     let signal = async move {
         let _ = shutdown_rx.wait_for(|stop| *stop).await;
     };
-    let task = tokio::spawn(serve(listener, router, hubs, grace, signal));
+    let task = tokio::spawn(serve(listener, router, hubs, grace, tls, signal));
     Ok(Server {
         addr,
         notifications,
+        push,
         shutdown,
         task,
+        push_worker,
     })
 }
 
-/// The router with every endpoint, and the hubs behind it.
-pub fn build(config: &Config) -> Result<(Router, Arc<Notifications>)> {
+/// The router with every endpoint, and the hubs and push service behind it.
+pub async fn build(config: &Config) -> Result<(Router, Arc<Notifications>, Arc<PushService>)> {
     let verifier = TokenVerifier::new(verifier_config(config)?)
         .map_err(|e| anyhow::anyhow!("JWT configuration: {e}"))?;
     let policy: HubPolicy = match &config.jwt.policy {
@@ -127,9 +151,81 @@ pub fn build(config: &Config) -> Result<(Router, Arc<Notifications>)> {
         transport_options,
     );
 
+    let push = Arc::new(crate::push::build(config).await?);
+    let push_from_send = config.push.from_send.unwrap_or_else(|| push.can_deliver());
+    let authorizer = Arc::new(SendAuthorizer::new(
+        Some(verifier),
+        config.send.api_key.clone(),
+    ));
     let send_state = Arc::new(SendState {
         notifications: notifications.clone(),
-        authorizer: SendAuthorizer::new(Some(verifier), config.send.api_key.clone()),
+        authorizer: authorizer.clone(),
+        devices: push_from_send.then(|| push.clone() as Arc<dyn PushGateway>),
+    });
+    let tokens = Arc::new(
+        InstallationTokens::new(
+            crate::secrets::relay_token_secret(config)?,
+            config.relay.token_lifetime,
+        )
+        .map_err(|e| anyhow::anyhow!("relay token secret: {e}"))?,
+    );
+    let limits = Arc::new(RateLimits::new(RelayLimits {
+        requests_per_minute: config.relay.requests_per_minute,
+        pushes_per_minute: config.relay.pushes_per_minute,
+        max_registrations: config.relay.max_registrations,
+    }));
+    let push_api = Arc::new(PushApiState {
+        gateway: push.clone(),
+        authorizer,
+        relay: Some(RelayAccess {
+            tokens: tokens.clone(),
+            directory: push.clone(),
+            limits: limits.clone(),
+        }),
+    });
+    let token_state = Arc::new(TokenEndpointState {
+        tokens,
+        directory: push.clone(),
+        limits,
+    });
+    // Bitwarden's relay serves the push API at its root; on the EU cloud it sits under /api.
+    let mut push_routes = Router::new();
+    for prefix in ["", "/api"] {
+        push_routes = push_routes
+            .route(
+                &format!("{prefix}/push/register"),
+                post(device_push::register),
+            )
+            .route(&format!("{prefix}/push/delete"), post(device_push::delete))
+            .route(
+                &format!("{prefix}/push/delete/{{id}}"),
+                post(device_push::delete_by_path).delete(device_push::delete_by_path),
+            )
+            .route(
+                &format!("{prefix}/push/add-organization"),
+                put(device_push::add_organization),
+            )
+            .route(
+                &format!("{prefix}/push/delete-organization"),
+                put(device_push::delete_organization),
+            )
+            .route(&format!("{prefix}/push/send"), post(device_push::send));
+    }
+    let push_routes = push_routes
+        .layer(DefaultBodyLimit::max(device_push::MAX_PUSH_API_BODY))
+        .with_state(push_api);
+    let token_routes = Router::new()
+        .route("/connect/token", post(relay::token))
+        .route("/identity/connect/token", post(relay::token))
+        .layer(DefaultBodyLimit::max(16 * 1024))
+        .with_state(token_state);
+    let health_push = push.clone();
+    // What a vault server puts in its own `/config` `push` object (spec §6): Web Push when a
+    // VAPID key is configured, else SignalR.
+    let vapid_public_key = push.providers().vapid_public_key().map(str::to_owned);
+    let push_config = serde_json::json!({
+        "pushTechnology": if vapid_public_key.is_some() { 1 } else { 0 },
+        "vapidPublicKey": vapid_public_key,
     });
     let send_routes = Router::new()
         .route("/send", post(send::send))
@@ -152,6 +248,23 @@ pub fn build(config: &Config) -> Result<(Router, Arc<Notifications>)> {
     }
     let router = router
         .merge(send_routes)
+        .merge(push_routes)
+        .merge(token_routes)
+        .route(
+            "/health",
+            get(move || {
+                let push = health_push.clone();
+                async move { Json(push.health().await) }
+            }),
+        )
+        .route(
+            "/push/config",
+            get(move || {
+                let body = push_config.clone();
+                async move { Json(body) }
+            }),
+        )
+        .route("/openapi.json", get(openapi))
         .route("/metrics", get(metrics::render))
         .fallback(|| async {
             (
@@ -160,7 +273,15 @@ pub fn build(config: &Config) -> Result<(Router, Arc<Notifications>)> {
             )
                 .into_response()
         });
-    Ok((router, notifications))
+    Ok((router, notifications, push))
+}
+
+/// The push API's OpenAPI description.
+async fn openapi() -> impl IntoResponse {
+    (
+        [(http::header::CONTENT_TYPE, "application/json")],
+        include_str!("../../../docs/openapi.json"),
+    )
 }
 
 async fn serve(
@@ -168,6 +289,7 @@ async fn serve(
     router: Router,
     notifications: Arc<Notifications>,
     grace: Duration,
+    tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
     signal: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
     let hubs = notifications.clone();
@@ -180,12 +302,18 @@ async fn serve(
         hubs.anonymous_hub().close_all(true);
         stopping_tx.notify_one();
     };
-    let server = axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(stop)
-    .into_future();
+    let app = router.into_make_service_with_connect_info::<SocketAddr>();
+    let server = match tls {
+        None => axum::serve(listener, app)
+            .with_graceful_shutdown(stop)
+            .into_future(),
+        Some(config) => axum::serve(
+            crate::tls::TlsListener::new(listener, config).for_connect_info(),
+            app,
+        )
+        .with_graceful_shutdown(stop)
+        .into_future(),
+    };
     tokio::select! {
         result = server => result.context("serving")?,
         _ = async { stopping.notified().await; tokio::time::sleep(grace).await } => {

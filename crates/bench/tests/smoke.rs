@@ -28,6 +28,8 @@ async fn start_server() -> pushwarden::server::Server {
     config.send.api_key = Some(SEND_KEY.into());
     config.hub.heartbeat_interval = Duration::from_secs(3600);
     config.shutdown_timeout = Duration::from_secs(2);
+    config.data_dir =
+        std::env::temp_dir().join(format!("pushwarden-bench-smoke-{}", std::process::id()));
     pushwarden::server::start(config)
         .await
         .expect("server starts")

@@ -6,12 +6,17 @@
 //! - [`hubs`]: who may open `/hub` and `/anonymous-hub`, and which groups they join.
 //! - [`service`]: publishing to the hubs, and the `Heartbeat`.
 //! - [`send`]: the `POST /send` ingest endpoint.
+//! - [`device_push`]: the `/push/*` API for device registrations and pushes, and the gateway
+//!   trait the push layer implements.
+//! - [`relay`]: the relay role: installation tokens, callers, id prefixes and limits.
 
 pub mod client_type;
+pub mod device_push;
 pub mod hubs;
 pub mod notification;
 pub mod payload;
 pub mod push_type;
+pub mod relay;
 pub mod send;
 pub mod service;
 

@@ -92,19 +92,20 @@ impl Notification {
         })
     }
 
-    /// Where this notification goes over SignalR.
-    pub fn route(&self) -> Result<Route, EnvelopeError> {
+    /// Who this notification is for, as Bitwarden's push engines target it (user, organization
+    /// or installation, optionally narrowed to a client type). Both SignalR routing and device
+    /// push start from here.
+    pub fn target(&self) -> Result<Target, EnvelopeError> {
         use PushType::*;
-        let user = |name: &'static str| self.id_field(name).map(Audience::User);
-        let org_group = |id: String| Audience::Group(format!("Organization_{id}"));
-        let audience = match self.push_type {
+        let user = |name: &'static str| self.id_field(name).map(Recipient::User);
+        let recipient = match self.push_type {
             SyncCipherUpdate | SyncCipherCreate | SyncLoginDelete | SyncCipherDelete => {
                 match (
                     self.optional_id("userId"),
                     self.optional_id("organizationId"),
                 ) {
-                    (Some(user), _) => Audience::User(user),
-                    (None, Some(org)) => org_group(org),
+                    (Some(user), _) => Recipient::User(user),
+                    (None, Some(org)) => Recipient::Organization(org),
                     (None, None) => return Err(self.missing("userId or organizationId")),
                 }
             }
@@ -112,60 +113,59 @@ impl Notification {
             | SyncOrganizations | SyncOrgKeys | SyncSettings | LogOut | SyncSendCreate
             | SyncSendUpdate | SyncSendDelete | AuthRequest | RefreshSecurityTasks
             | AutoConfirm | PremiumStatusChanged => user("userId")?,
-            AuthRequestResponse => {
-                let id = self.id_field("id")?;
-                return Ok(Route {
-                    hub: HubKind::Anonymous,
-                    audience: Audience::Group(id),
-                    target: "AuthRequestResponseRecieved",
-                });
-            }
+            // The requesting device listens on the anonymous hub (see `route`); the user's
+            // phones are told through push, as `PushAuthRequestResponseAsync` targets the user.
+            AuthRequestResponse => user("userId")?,
             SyncOrganizationStatusChanged
             | SyncOrganizationCollectionSettingChanged
             | OrganizationBankAccountVerified
-            | PolicyChanged => org_group(self.id_field("organizationId")?),
+            | PolicyChanged => Recipient::Organization(self.id_field("organizationId")?),
             ProviderBankAccountVerified => user("adminId")?,
-            Notification | NotificationStatus => self.notification_center_audience()?,
+            Notification | NotificationStatus => return self.notification_center_target(),
         };
+        Ok(Target {
+            recipient,
+            client_type: None,
+        })
+    }
+
+    /// Where this notification goes over SignalR.
+    pub fn route(&self) -> Result<Route, EnvelopeError> {
+        if self.push_type == PushType::AuthRequestResponse {
+            return Ok(Route {
+                hub: HubKind::Anonymous,
+                audience: Audience::Group(self.id_field("id")?),
+                target: "AuthRequestResponseRecieved",
+            });
+        }
         Ok(Route {
             hub: HubKind::Authenticated,
-            audience,
+            audience: self.target()?.hub_audience(),
             target: "ReceiveMessage",
         })
     }
 
     /// The rule for Notification (20) and NotificationStatus (21): installation, else user,
     /// else organization, each narrowed to a client type unless it is All.
-    fn notification_center_audience(&self) -> Result<Audience, EnvelopeError> {
+    fn notification_center_target(&self) -> Result<Target, EnvelopeError> {
         let client_type = field(&self.payload, "clientType")
             .and_then(Value::as_u64)
             .and_then(|v| u8::try_from(v).ok())
             .and_then(ClientType::from_u8)
-            .unwrap_or(ClientType::All);
-        let narrowed = client_type != ClientType::All;
-        let ct = client_type.name();
-        if let Some(installation) = self.optional_id("installationId") {
-            return Ok(Audience::Group(if narrowed {
-                format!("Installation_ClientType_{installation}_{ct}")
-            } else {
-                format!("Installation_{installation}")
-            }));
-        }
-        if let Some(user) = self.optional_id("userId") {
-            return Ok(if narrowed {
-                Audience::Group(format!("UserClientType_{user}_{ct}"))
-            } else {
-                Audience::User(user)
-            });
-        }
-        if let Some(org) = self.optional_id("organizationId") {
-            return Ok(Audience::Group(if narrowed {
-                format!("OrganizationClientType_{org}_{ct}")
-            } else {
-                format!("Organization_{org}")
-            }));
-        }
-        Err(self.missing("installationId, userId or organizationId"))
+            .filter(|ct| *ct != ClientType::All);
+        let recipient = if let Some(installation) = self.optional_id("installationId") {
+            Recipient::Installation(installation)
+        } else if let Some(user) = self.optional_id("userId") {
+            Recipient::User(user)
+        } else if let Some(org) = self.optional_id("organizationId") {
+            Recipient::Organization(org)
+        } else {
+            return Err(self.missing("installationId, userId or organizationId"));
+        };
+        Ok(Target {
+            recipient,
+            client_type,
+        })
     }
 
     fn optional_id(&self, name: &str) -> Option<String> {
@@ -233,6 +233,39 @@ pub enum HubKind {
 pub enum Audience {
     User(String),
     Group(String),
+}
+
+/// Whom a notification is for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Recipient {
+    User(String),
+    Organization(String),
+    Installation(String),
+}
+
+/// A recipient, optionally narrowed to one client type (never `All`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Target {
+    pub recipient: Recipient,
+    pub client_type: Option<ClientType>,
+}
+
+impl Target {
+    /// The SignalR user or group that reaches this target (`HubHelpers`' group names).
+    pub fn hub_audience(&self) -> Audience {
+        match (&self.recipient, self.client_type.map(ClientType::name)) {
+            (Recipient::User(u), None) => Audience::User(u.clone()),
+            (Recipient::User(u), Some(ct)) => Audience::Group(format!("UserClientType_{u}_{ct}")),
+            (Recipient::Organization(o), None) => Audience::Group(format!("Organization_{o}")),
+            (Recipient::Organization(o), Some(ct)) => {
+                Audience::Group(format!("OrganizationClientType_{o}_{ct}"))
+            }
+            (Recipient::Installation(i), None) => Audience::Group(format!("Installation_{i}")),
+            (Recipient::Installation(i), Some(ct)) => {
+                Audience::Group(format!("Installation_ClientType_{i}_{ct}"))
+            }
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -13,6 +13,7 @@ use http::StatusCode;
 use pushwarden_auth::{token_from_request, AuthError, TokenVerifier};
 use subtle::ConstantTimeEq;
 
+use crate::device_push::{DeviceTarget, PushGateway, PushMessage};
 use crate::hubs::auth_rejection;
 use crate::notification::Notification;
 use crate::service::Notifications;
@@ -48,7 +49,9 @@ impl SendAuthorizer {
 
 pub struct SendState {
     pub notifications: Arc<Notifications>,
-    pub authorizer: SendAuthorizer,
+    pub authorizer: Arc<SendAuthorizer>,
+    /// When set, `/send` also pushes to registered devices (minus the sending one).
+    pub devices: Option<Arc<dyn PushGateway>>,
 }
 
 /// Largest `/send` body accepted.
@@ -81,7 +84,17 @@ pub async fn send(
                     connections = delivery.connections,
                     "notification sent"
                 );
-                Json(serde_json::json!({ "delivered": delivery.connections })).into_response()
+                match push_to_devices(&state, &notification).await {
+                    // `queued` (device pushes stored for delivery) only when device push is on.
+                    Ok(Some(queued)) => Json(serde_json::json!({
+                        "delivered": delivery.connections,
+                        "queued": queued,
+                    }))
+                    .into_response(),
+                    Ok(None) => Json(serde_json::json!({ "delivered": delivery.connections }))
+                        .into_response(),
+                    Err(response) => response,
+                }
             }
             Err(e) => {
                 metrics::counter!("pushwarden_send_rejected_total", "reason" => e.reason())
@@ -95,13 +108,63 @@ pub async fn send(
     response
 }
 
+/// Queues the notification for the target's registered devices, if device push is on. A
+/// store failure answers 503, so the vault server retries rather than the push being lost
+/// (the SignalR part may then arrive twice, which only triggers a second sync).
+async fn push_to_devices(
+    state: &SendState,
+    notification: &Notification,
+) -> Result<Option<u64>, Response> {
+    let Some(gateway) = &state.devices else {
+        return Ok(None);
+    };
+    let target = match DeviceTarget::for_notification(notification) {
+        Ok(t) => t,
+        Err(e) => {
+            // Only AuthRequestResponse can route to SignalR without a device target (it
+            // needs `userId` for phones); the hub delivery stands.
+            tracing::debug!(error = %e, "notification has no device target");
+            return Ok(Some(0));
+        }
+    };
+    match gateway
+        .send(target, PushMessage::for_notification(notification))
+        .await
+    {
+        Ok(queued) => Ok(Some(queued)),
+        Err(e) => {
+            tracing::error!(error = %e, "/send: queueing device pushes failed");
+            metrics::counter!("pushwarden_send_rejected_total", "reason" => "push_store")
+                .increment(1);
+            Err(e.into_response())
+        }
+    }
+}
+
 /// `GET /alive` and `GET /now`: the current UTC time, as Bitwarden's `InfoController` answers.
 pub async fn now() -> Response {
-    // .NET writes a UTC DateTime with seven fractional digits.
-    Json(
-        chrono::Utc::now()
-            .format("%Y-%m-%dT%H:%M:%S%.7fZ")
-            .to_string(),
+    Json(dotnet_utc(chrono::Utc::now())).into_response()
+}
+
+/// A UTC time as .NET writes a `DateTime`: seven fractional digits (100 ns ticks). chrono's
+/// `%.7f` does not exist (its fixed widths are 3, 6 and 9), so the ticks are written by hand.
+fn dotnet_utc(now: chrono::DateTime<chrono::Utc>) -> String {
+    format!(
+        "{}.{:07}Z",
+        now.format("%Y-%m-%dT%H:%M:%S"),
+        now.timestamp_subsec_nanos() % 1_000_000_000 / 100
     )
-    .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_are_written_as_dotnet_does() {
+        let t = chrono::DateTime::from_timestamp(1_764_300_000, 123_456_789).expect("time");
+        assert_eq!(dotnet_utc(t), "2025-11-28T03:20:00.1234567Z");
+        let t = chrono::DateTime::from_timestamp(1_764_300_000, 0).expect("time");
+        assert_eq!(dotnet_utc(t), "2025-11-28T03:20:00.0000000Z");
+    }
 }

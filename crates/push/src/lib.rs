@@ -1,15 +1,33 @@
-//! Push providers: how a notification reaches a phone or a browser without Azure.
+//! Push delivery: how a notification reaches a phone or a browser without Azure.
 //!
-//! - [`webpush`]: RFC 8291 message encryption and RFC 8292 VAPID, for browsers and UnifiedPush
-//!   distributors.
-//! - [`apns`]: Apple Push Notification service over HTTP/2 with token (ES256) authentication.
-//! - [`fcm`]: Firebase Cloud Messaging HTTP v1 with a service account.
+//! - Providers, each speaking the real protocol with a base URL tests can override:
+//!   [`apns`] (HTTP/2, ES256 token auth), [`fcm`] (HTTP v1, service-account OAuth) and
+//!   [`webpush`] (RFC 8291 encryption, RFC 8292 VAPID; also UnifiedPush). [`providers`] puts
+//!   them behind one call and [`outcome`] phrases every answer as what to do next.
+//! - [`registration`]: a registered device, its platform and channel.
+//! - [`store`]: the registry and the durable delivery queue (SQLite or PostgreSQL).
+//! - [`delivery`]: the worker that drains the queue with retries, backoff and a maximum age.
+//! - [`upstream`]: the self-hosted role, forwarding to an upstream relay through an outbox.
+//! - [`service`]: all of it behind Bitwarden's push API ([`PushGateway`]) and the relay's
+//!   installation directory.
 //!
-//! Each provider speaks the real protocol and takes its base URL from configuration, so tests
-//! point it at an in-process fake. The device registry, the durable delivery queue and routing
-//! from `/send` build on these (issue: push gateway). Each provider reports its own `Outcome`
-//! (delivered, gone, retry after, permanent); the delivery queue will want one shared type.
+//! [`PushGateway`]: pushwarden_bitwarden::device_push::PushGateway
 
 pub mod apns;
+pub mod backoff;
+pub mod delivery;
 pub mod fcm;
+pub mod health;
+pub mod outcome;
+pub mod providers;
+pub mod registration;
+pub mod service;
+pub mod store;
+pub mod upstream;
 pub mod webpush;
+
+pub use delivery::DeliveryOptions;
+pub use providers::{Providers, ProvidersConfig, WebPushConfig};
+pub use service::PushService;
+pub use store::Store;
+pub use upstream::{Upstream, UpstreamConfig};

@@ -572,6 +572,14 @@ fn parse_imf_fixdate(s: &str) -> Option<u64> {
     Some(days * 86_400 + h * 3600 + m * 60 + sec)
 }
 
+/// Whether an address is loopback, private, link-local or otherwise not on the public internet.
+pub fn is_private_ip(ip: std::net::IpAddr) -> bool {
+    match ip {
+        std::net::IpAddr::V4(v4) => private_v4(v4),
+        std::net::IpAddr::V6(v6) => private_v6(v6),
+    }
+}
+
 fn private_v4(ip: Ipv4Addr) -> bool {
     let o = ip.octets();
     ip.is_loopback()

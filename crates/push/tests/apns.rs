@@ -1,20 +1,12 @@
-//! APNs client against an in-process fake gateway: an h2c server that checks what Apple checks
-//! (HTTP/2, path, provider JWT, topic, push type/priority, body shape) and answers per device
-//! token with scripted responses.
+//! APNs client against the APNs fake from `pushwarden-fakes`: an h2c server that checks what
+//! Apple checks (HTTP/2, path, provider JWT, topic, push type/priority, body) and answers
+//! scripted device tokens with Apple's error responses.
 
-use std::collections::HashSet;
-use std::convert::Infallible;
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use axum::body::Body;
-use hyper::{Request, Response, StatusCode, Version};
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use jsonwebtoken::{Algorithm, DecodingKey, Validation};
-use p256::pkcs8::{EncodePrivateKey, EncodePublicKey, LineEnding};
-use parking_lot::Mutex;
+use pushwarden_fakes::apns::{generate_key, FakeApns, FakeApnsConfig};
+use pushwarden_fakes::Reply;
 use pushwarden_push::apns::{
     bitwarden_payload, ApnsClient, ApnsConfig, Environment, Outcome, SendOptions,
 };
@@ -24,7 +16,7 @@ const KEY_ID: &str = "ABC123DEFG";
 const TEAM_ID: &str = "DEF123GHIJ";
 const TOPIC: &str = "com.8bit.bitwarden";
 
-/// Scripted device tokens: the first byte picks the fake's answer.
+/// Device tokens whose first byte names the answer the test scripts for them.
 fn token(first_byte: &str) -> String {
     format!("{first_byte}{}", "ab".repeat(31))
 }
@@ -36,222 +28,44 @@ const EXPIRED_JWT: &str = "03";
 const SERVER_ERROR: &str = "50";
 const SLOW_OK: &str = "05";
 
-const UNREGISTERED_AT: u64 = 1_700_000_000_000;
-
-#[derive(Default)]
-struct Seen {
-    connections: AtomicUsize,
-    requests: AtomicUsize,
-    in_flight: AtomicUsize,
-    max_in_flight: AtomicUsize,
-    jwts: Mutex<HashSet<String>>,
-    requests_per_token: Mutex<std::collections::HashMap<String, usize>>,
-}
-
 struct Fake {
-    addr: SocketAddr,
-    seen: Arc<Seen>,
+    apns: FakeApns,
     signing_pem: String,
 }
 
-fn json_response(status: StatusCode, body: serde_json::Value) -> Response<Body> {
-    let mut resp = Response::new(Body::from(body.to_string()));
-    *resp.status_mut() = status;
-    resp
-}
-
-fn reject(status: StatusCode, reason: &str) -> Response<Body> {
-    json_response(status, serde_json::json!({ "reason": reason }))
-}
-
-#[derive(serde::Deserialize)]
-struct ProviderClaims {
-    iss: String,
-    iat: u64,
-}
-
-/// Checks one request the way APNs does and answers as APNs would, scripted per device token.
-async fn check(
-    req: Request<hyper::body::Incoming>,
-    key: &DecodingKey,
-    seen: &Seen,
-) -> Response<Body> {
-    let (parts, incoming) = req.into_parts();
-    if parts.version != Version::HTTP_2 {
-        return reject(StatusCode::BAD_REQUEST, "NotHttp2");
-    }
-    if parts.method != hyper::Method::POST {
-        return reject(StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed");
-    }
-    let Some(device) = parts
-        .uri
-        .path()
-        .strip_prefix("/3/device/")
-        .map(str::to_owned)
-    else {
-        return reject(StatusCode::NOT_FOUND, "BadPath");
-    };
-    *seen
-        .requests_per_token
-        .lock()
-        .entry(device.clone())
-        .or_default() += 1;
-    let header = |name: &str| {
-        parts
-            .headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned)
-    };
-
-    let Some(jwt) =
-        header("authorization").and_then(|v| v.strip_prefix("bearer ").map(str::to_owned))
-    else {
-        return reject(StatusCode::FORBIDDEN, "MissingProviderToken");
-    };
-    let Ok(jwt_header) = jsonwebtoken::decode_header(&jwt) else {
-        return reject(StatusCode::FORBIDDEN, "InvalidProviderToken");
-    };
-    if jwt_header.alg != Algorithm::ES256 || jwt_header.kid.as_deref() != Some(KEY_ID) {
-        return reject(StatusCode::FORBIDDEN, "InvalidProviderToken");
-    }
-    let mut validation = Validation::new(Algorithm::ES256);
-    // APNs tokens carry no exp; freshness is judged from iat below.
-    validation.validate_exp = false;
-    validation.set_required_spec_claims::<&str>(&[]);
-    let Ok(data) = jsonwebtoken::decode::<ProviderClaims>(&jwt, key, &validation) else {
-        return reject(StatusCode::FORBIDDEN, "InvalidProviderToken");
-    };
-    if data.claims.iss != TEAM_ID {
-        return reject(StatusCode::FORBIDDEN, "InvalidProviderToken");
-    }
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    if data.claims.iat + 3600 < now || data.claims.iat > now + 60 {
-        return reject(StatusCode::FORBIDDEN, "ExpiredProviderToken");
-    }
-    seen.jwts.lock().insert(jwt);
-
-    if header("apns-topic").as_deref() != Some(TOPIC) {
-        return reject(StatusCode::BAD_REQUEST, "BadTopic");
-    }
-    if header("apns-push-type").as_deref() != Some("background") {
-        return reject(StatusCode::BAD_REQUEST, "InvalidPushType");
-    }
-    // A background push must go at priority 5.
-    if header("apns-priority").as_deref() != Some("5") {
-        return reject(StatusCode::BAD_REQUEST, "BadPriority");
-    }
-    if let Some(c) = header("apns-collapse-id") {
-        if c.len() > 64 {
-            return reject(StatusCode::BAD_REQUEST, "BadCollapseId");
-        }
-    }
-
-    let Ok(bytes) = axum::body::to_bytes(Body::new(incoming), 8192).await else {
-        return reject(StatusCode::PAYLOAD_TOO_LARGE, "PayloadTooLarge");
-    };
-    if bytes.is_empty() {
-        return reject(StatusCode::BAD_REQUEST, "PayloadEmpty");
-    }
-    if bytes.len() > 4096 {
-        return reject(StatusCode::PAYLOAD_TOO_LARGE, "PayloadTooLarge");
-    }
-    let Ok(body) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
-        return reject(StatusCode::BAD_REQUEST, "BadPayload");
-    };
-    // What the iOS app reads: data.type as a number, data.payload as a JSON string, and a
-    // silent push with nothing but content-available in aps.
-    let shape_ok = body["data"]["type"].is_u64()
-        && body["data"]["payload"]
-            .as_str()
-            .is_some_and(|p| serde_json::from_str::<serde_json::Value>(p).is_ok())
-        && body["aps"] == serde_json::json!({ "content-available": 1 });
-    if !shape_ok {
-        return reject(StatusCode::BAD_REQUEST, "BadPayloadShape");
-    }
-
-    if !device.len().is_multiple_of(2) || !device.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return reject(StatusCode::BAD_REQUEST, "BadDeviceToken");
-    }
-    match &device[..2] {
-        UNREGISTERED => json_response(
-            StatusCode::GONE,
-            serde_json::json!({ "reason": "Unregistered", "timestamp": UNREGISTERED_AT }),
-        ),
-        BAD_TOKEN => reject(StatusCode::BAD_REQUEST, "BadDeviceToken"),
-        TOO_MANY => reject(StatusCode::TOO_MANY_REQUESTS, "TooManyRequests"),
-        EXPIRED_JWT => reject(StatusCode::FORBIDDEN, "ExpiredProviderToken"),
-        SERVER_ERROR => reject(StatusCode::INTERNAL_SERVER_ERROR, "InternalServerError"),
-        first => {
-            if first == SLOW_OK {
-                // Holds the stream open so concurrent sends overlap on the connection.
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            let mut resp = Response::new(Body::empty());
-            let id = header("apns-id")
-                .unwrap_or_else(|| "00000000-0000-0000-0000-000000000001".to_owned());
-            if let Ok(v) = hyper::header::HeaderValue::from_str(&id) {
-                resp.headers_mut().insert("apns-id", v);
-            }
-            resp
-        }
-    }
-}
-
 async fn start_fake() -> Fake {
-    let secret = p256::SecretKey::random(&mut p256::elliptic_curve::rand_core::OsRng);
-    let public_pem = secret
-        .public_key()
-        .to_public_key_pem(LineEnding::LF)
-        .expect("public key pem");
-    let key = Arc::new(DecodingKey::from_ec_pem(public_pem.as_bytes()).expect("decoding key"));
-    let private_pem = secret
-        .to_pkcs8_pem(LineEnding::LF)
-        .expect("private key pem");
-
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let seen = Arc::new(Seen::default());
-    let seen_srv = seen.clone();
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            seen_srv.connections.fetch_add(1, Ordering::SeqCst);
-            let seen = seen_srv.clone();
-            let key = key.clone();
-            tokio::spawn(async move {
-                let svc = hyper::service::service_fn(move |req| {
-                    let seen = seen.clone();
-                    let key = key.clone();
-                    async move {
-                        seen.requests.fetch_add(1, Ordering::SeqCst);
-                        let now = seen.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
-                        seen.max_in_flight.fetch_max(now, Ordering::SeqCst);
-                        let resp = check(req, &key, &seen).await;
-                        seen.in_flight.fetch_sub(1, Ordering::SeqCst);
-                        Ok::<_, Infallible>(resp)
-                    }
-                });
-                // HTTP/2 only, like APNs: an HTTP/1.1 client fails the preface.
-                let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(stream), svc)
-                    .await;
-            });
-        }
-    });
-    Fake {
-        addr,
-        seen,
-        signing_pem: private_pem.to_string(),
-    }
+    let (config, signing_pem) = FakeApnsConfig::with_new_key(KEY_ID, TEAM_ID, TOPIC);
+    let apns = FakeApns::start(config).await.expect("start fake APNs");
+    apns.script(
+        &token(UNREGISTERED),
+        Reply::new(410, "Unregistered"),
+        usize::MAX,
+    );
+    apns.script(
+        &token(BAD_TOKEN),
+        Reply::new(400, "BadDeviceToken"),
+        usize::MAX,
+    );
+    apns.script(
+        &token(TOO_MANY),
+        Reply::new(429, "TooManyRequests"),
+        usize::MAX,
+    );
+    apns.script(
+        &token(EXPIRED_JWT),
+        Reply::new(403, "ExpiredProviderToken"),
+        usize::MAX,
+    );
+    apns.script(
+        &token(SERVER_ERROR),
+        Reply::new(500, "InternalServerError"),
+        usize::MAX,
+    );
+    Fake { apns, signing_pem }
 }
 
 fn client_for(fake: &Fake) -> ApnsClient {
-    let endpoint = Url::parse(&format!("http://{}", fake.addr)).expect("url");
+    let endpoint = Url::parse(&fake.apns.url()).expect("url");
     ApnsClient::new(ApnsConfig {
         key_pem: fake.signing_pem.as_bytes().to_vec(),
         key_id: KEY_ID.into(),
@@ -261,6 +75,26 @@ fn client_for(fake: &Fake) -> ApnsClient {
         extra_ca_pem: None,
     })
     .expect("client")
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as u64
+}
+
+/// What the iOS app reads: data.type as a number, data.payload as a JSON string, and a silent
+/// push with nothing but content-available in aps.
+fn assert_bitwarden_shape(body: &serde_json::Value) {
+    assert!(body["data"]["type"].is_u64(), "{body}");
+    assert!(
+        body["data"]["payload"]
+            .as_str()
+            .is_some_and(|p| serde_json::from_str::<serde_json::Value>(p).is_ok()),
+        "{body}"
+    );
+    assert_eq!(body["aps"], serde_json::json!({ "content-available": 1 }));
 }
 
 fn sync_body() -> serde_json::Value {
@@ -302,14 +136,27 @@ async fn outcomes_follow_apples_response_table() {
         )
         .await;
     assert_eq!(delivered, Outcome::Delivered { apns_id: Some(id) });
+    let received = fake.apns.received();
+    assert_eq!(received.len(), 1);
+    assert_eq!(received[0].token, token(OK));
+    assert_eq!(received[0].headers["apns-collapse-id"], "sync");
+    assert_eq!(received[0].headers["apns-expiration"], "0");
+    assert_bitwarden_shape(&received[0].body);
 
-    assert_eq!(
-        send_default(&client, UNREGISTERED, &body).await,
+    let before = now_ms();
+    match send_default(&client, UNREGISTERED, &body).await {
         Outcome::Gone {
-            reason: "Unregistered".into(),
-            timestamp_ms: Some(UNREGISTERED_AT)
+            reason,
+            timestamp_ms: Some(at),
+        } => {
+            assert_eq!(reason, "Unregistered");
+            assert!(
+                at >= before && at <= now_ms(),
+                "{at} not in [{before}, now]"
+            );
         }
-    );
+        other => panic!("unexpected {other:?}"),
+    }
     assert_eq!(
         send_default(&client, BAD_TOKEN, &body).await,
         Outcome::Gone {
@@ -344,13 +191,10 @@ async fn outcomes_follow_apples_response_table() {
         }
         other => panic!("unexpected {other:?}"),
     }
-    assert_eq!(
-        fake.seen.requests_per_token.lock().get(&token(EXPIRED_JWT)),
-        Some(&1)
-    );
+    assert_eq!(fake.apns.requests_for(&token(EXPIRED_JWT)), 1);
 
     // Malformed tokens are refused without a request.
-    let before = fake.seen.requests.load(Ordering::SeqCst);
+    let before = fake.apns.requests();
     for bad in ["abc", "zz", ""] {
         assert!(matches!(
             client
@@ -385,10 +229,15 @@ async fn outcomes_follow_apples_response_table() {
             .await,
         Outcome::Permanent { status: 0, .. }
     ));
-    assert_eq!(fake.seen.requests.load(Ordering::SeqCst), before);
+    assert_eq!(fake.apns.requests(), before);
 
-    // One provider token served every request.
-    assert_eq!(fake.seen.jwts.lock().len(), 1);
+    // One provider token served every request, and the fake found nothing to object to.
+    assert_eq!(fake.apns.provider_tokens().len(), 1);
+    assert!(
+        fake.apns.rejections().is_empty(),
+        "{:?}",
+        fake.apns.rejections()
+    );
 }
 
 #[tokio::test]
@@ -419,15 +268,13 @@ async fn fake_rejects_a_wrong_priority_as_a_config_problem() {
 #[tokio::test]
 async fn wrong_signing_key_is_a_config_error() {
     let fake = start_fake().await;
-    let other = p256::SecretKey::random(&mut p256::elliptic_curve::rand_core::OsRng)
-        .to_pkcs8_pem(LineEnding::LF)
-        .expect("pem");
+    let (other, _) = generate_key();
     let client = ApnsClient::new(ApnsConfig {
         key_pem: other.as_bytes().to_vec(),
         key_id: KEY_ID.into(),
         team_id: TEAM_ID.into(),
         topic: TOPIC.into(),
-        endpoint: Some(Url::parse(&format!("http://{}/", fake.addr)).expect("url")),
+        endpoint: Some(Url::parse(&format!("{}/", fake.apns.url())).expect("url")),
         extra_ca_pem: None,
     })
     .expect("client");
@@ -465,6 +312,8 @@ async fn bad_key_fails_at_construction() {
 #[tokio::test]
 async fn concurrent_sends_share_one_connection_and_one_token() {
     let fake = start_fake().await;
+    // Holds each answer open so concurrent sends overlap on the connection.
+    fake.apns.set_delay(Duration::from_millis(100));
     let client = Arc::new(client_for(&fake));
     let body = Arc::new(sync_body());
 
@@ -490,18 +339,19 @@ async fn concurrent_sends_share_one_connection_and_one_token() {
         ));
     }
 
-    assert_eq!(fake.seen.requests.load(Ordering::SeqCst), 50);
+    assert_eq!(fake.apns.requests(), 50);
+    assert_eq!(fake.apns.received().len(), 50);
     assert_eq!(
-        fake.seen.connections.load(Ordering::SeqCst),
+        fake.apns.connections(),
         1,
         "HTTP/2 connection must be shared"
     );
     assert!(
-        fake.seen.max_in_flight.load(Ordering::SeqCst) > 1,
+        fake.apns.max_concurrent_requests() > 1,
         "requests must be multiplexed, not serialised"
     );
     assert_eq!(
-        fake.seen.jwts.lock().len(),
+        fake.apns.provider_tokens().len(),
         1,
         "provider token must be reused"
     );

@@ -1,27 +1,22 @@
-//! Web Push end to end against an in-process fake push service that behaves like a strict one:
-//! it checks the RFC 8030 headers, verifies the VAPID JWT with an independent implementation
-//! (jsonwebtoken, aws-lc-rs) and decrypts the body as a user agent would.
+//! Web Push: encryption and VAPID checked against independent implementations (jsonwebtoken,
+//! aws-lc-rs, for VAPID) and the RFC 8291 vector, then end to end against the strict push
+//! service fake from `pushwarden-fakes`, which checks the RFC 8030 headers and VAPID and
+//! decrypts the body as a user agent would.
 
-use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use axum::body::Bytes;
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
-use axum::routing::post;
-use axum::Router;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use p256::elliptic_curve::sec1::ToEncodedPoint as _;
 use p256::SecretKey;
+use pushwarden_fakes::webpush::FakeWebPush;
+use pushwarden_fakes::Reply;
 use pushwarden_push::webpush::{
     build_request, check_endpoint, decrypt, encrypt, send, Outcome, Subscription, Urgency,
     VapidKey, WebPushError, MAX_PLAINTEXT,
 };
 use serde::Deserialize;
-use tokio::sync::Mutex;
 use url::Url;
 
 const SUBJECT: &str = "mailto:ops@example.org";
@@ -343,90 +338,40 @@ fn ssrf_guard() {
     assert!(check_endpoint(&ftp, true).is_err());
 }
 
-struct Fake {
-    ua: UserAgent,
-    vapid_public: String,
-    origin: String,
-    received: Mutex<Vec<Vec<u8>>>,
-}
-
-/// `/push/{mode}`: "ok" → 201, "gone" → 410, "busy" → 429 with Retry-After, "big" → 413,
-/// "down" → 503 without Retry-After. Protocol violations answer 400/401/403 with a reason.
-async fn fake_push(
-    State(fake): State<Arc<Fake>>,
-    Path(mode): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let h = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    if h("content-encoding") != Some("aes128gcm") {
-        return (StatusCode::BAD_REQUEST, "content-encoding").into_response();
-    }
-    if h("content-type") != Some("application/octet-stream") {
-        return (StatusCode::BAD_REQUEST, "content-type").into_response();
-    }
-    if h("ttl").and_then(|v| v.parse::<u32>().ok()).is_none() {
-        return (StatusCode::BAD_REQUEST, "ttl").into_response();
-    }
-    if !matches!(h("urgency"), Some("very-low" | "low" | "normal" | "high")) {
-        return (StatusCode::BAD_REQUEST, "urgency").into_response();
-    }
-    let Some(auth) = h("authorization") else {
-        return (StatusCode::UNAUTHORIZED, "no authorization").into_response();
-    };
-    match verify_vapid(auth, &fake.origin, &fake.vapid_public) {
-        Ok(claims) if claims.sub == SUBJECT && claims.exp <= now() + 24 * 3600 => {}
-        Ok(_) => return (StatusCode::FORBIDDEN, "claims").into_response(),
-        Err(e) => return (StatusCode::FORBIDDEN, e).into_response(),
-    }
-    if body.len() > 4096 {
-        return (StatusCode::PAYLOAD_TOO_LARGE, "too large").into_response();
-    }
-    match decrypt(&fake.ua.private, &fake.ua.auth, &body) {
-        Ok(plain) => fake.received.lock().await.push(plain),
-        Err(e) => return (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
-    }
-    match mode.as_str() {
-        "ok" => (StatusCode::CREATED, [("location", "/m/1")]).into_response(),
-        "gone" => StatusCode::GONE.into_response(),
-        "busy" => (StatusCode::TOO_MANY_REQUESTS, [("retry-after", "7")]).into_response(),
-        "big" => (StatusCode::PAYLOAD_TOO_LARGE, "payload too large").into_response(),
-        "down" => StatusCode::SERVICE_UNAVAILABLE.into_response(),
-        _ => StatusCode::NOT_FOUND.into_response(),
-    }
-}
-
 #[tokio::test]
 async fn send_against_fake_push_service() {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+    let fake = FakeWebPush::start(None)
         .await
-        .expect("bind");
-    let port = listener.local_addr().expect("addr").port();
+        .expect("start fake push service");
     let vapid = VapidKey::generate();
-    let fake = Arc::new(Fake {
-        ua: UserAgent::new(),
-        vapid_public: vapid.public_key_base64url().to_owned(),
-        origin: format!("http://127.0.0.1:{port}"),
-        received: Mutex::new(Vec::new()),
-    });
-    let app = Router::new()
-        .route("/push/{mode}", post(fake_push))
-        .with_state(fake.clone());
-    let server = tokio::spawn(async move {
-        axum::serve(listener, app).await.expect("serve");
-    });
-
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .expect("client");
     let payload = br#"{"type":0,"payload":{"id":"abc"}}"#;
 
+    // One subscription per answer; "nope" is an endpoint the push service never issued.
+    let scripts = [
+        ("ok", None),
+        ("gone", Some(Reply::new(410, "Gone"))),
+        (
+            "busy",
+            Some(Reply::new(429, "slow down").with_retry_after(7)),
+        ),
+        ("big", Some(Reply::new(413, "payload too large"))),
+        ("down", Some(Reply::new(503, ""))),
+        ("nope", None),
+    ];
     let mut outcomes = Vec::new();
-    for mode in ["ok", "gone", "busy", "big", "down", "nope"] {
-        let sub = fake
-            .ua
-            .subscription(&format!("http://127.0.0.1:{port}/push/{mode}"));
+    for (mode, reply) in scripts {
+        let mut fake_sub = fake.subscribe();
+        if mode == "nope" {
+            fake_sub.endpoint = format!("{}/push/nope", fake.url());
+        }
+        if let Some(reply) = reply {
+            fake.script(fake_sub.id(), reply, 1);
+        }
+        let sub = fake_sub.to_webpush().expect("subscription");
         check_endpoint(&sub.endpoint, true).expect("loopback allowed in tests");
         assert!(check_endpoint(&sub.endpoint, false).is_err());
         let req =
@@ -451,27 +396,42 @@ async fn send_against_fake_push_service() {
     assert_eq!(outcomes[4], Outcome::Retry { after: None });
     assert_eq!(outcomes[5], Outcome::Gone); // 404
 
-    // Every request passed header, VAPID and decryption checks before the mode was applied.
-    let received = fake.received.lock().await;
-    assert_eq!(received.len(), 6);
-    assert!(received.iter().all(|p| p == payload));
-    drop(received);
+    // Every request to a known subscription passed the header, VAPID and decryption checks
+    // before its scripted answer; only the unscripted one counts as received.
+    assert_eq!(fake.requests(), 6);
+    assert!(fake.rejections().is_empty(), "{:?}", fake.rejections());
+    let received = fake.received();
+    assert_eq!(received.len(), 1);
+    let expected: serde_json::Value = serde_json::from_slice(payload).expect("payload JSON");
+    assert_eq!(received[0].body, expected);
+    assert_eq!(
+        received[0].headers["content-type"],
+        "application/octet-stream"
+    );
+    assert_eq!(received[0].headers["ttl"], "3600");
+    assert_eq!(received[0].headers["urgency"], "high");
 
     // A key the subscription was not created with is refused (403 → permanent).
-    let sub = fake
-        .ua
-        .subscription(&format!("http://127.0.0.1:{port}/push/ok"));
+    let restricted = fake
+        .subscribe_with_key(vapid.public_key_base64url())
+        .expect("subscribe")
+        .to_webpush()
+        .expect("subscription");
+    let req =
+        build_request(&restricted, payload, &vapid, SUBJECT, 60, Urgency::Normal).expect("build");
+    assert_eq!(send(&client, &req).await, Outcome::Delivered);
     let wrong = VapidKey::generate();
-    let req = build_request(&sub, payload, &wrong, SUBJECT, 60, Urgency::Normal).expect("build");
+    let req =
+        build_request(&restricted, payload, &wrong, SUBJECT, 60, Urgency::Normal).expect("build");
     assert!(matches!(
         send(&client, &req).await,
         Outcome::Permanent { status: 403, .. }
     ));
 
     // Nothing listening: transport error → retry.
-    server.abort();
-    let _ = server.await;
-    let dead = fake.ua.subscription("http://127.0.0.1:9/push/ok");
-    let req = build_request(&dead, payload, &vapid, SUBJECT, 60, Urgency::Low).expect("build");
+    fake.shutdown();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let req =
+        build_request(&restricted, payload, &vapid, SUBJECT, 60, Urgency::Low).expect("build");
     assert_eq!(send(&client, &req).await, Outcome::Retry { after: None });
 }

@@ -1,6 +1,9 @@
 //! The CLI verbs besides `serve`: tools for trying pushwarden out and for scripts.
 
+pub mod installation;
 pub mod listen;
+pub mod register;
 pub mod send;
+pub mod service;
 pub mod token;
 pub mod vapid;

@@ -3,16 +3,13 @@
 use anyhow::{bail, Context, Result};
 use clap::Args;
 
+use super::service::{call, ServiceArgs};
 use crate::config::Config;
 
 #[derive(Args, Debug, Clone)]
 pub struct SendArgs {
-    /// Base URL of the service (default: the configured listen address).
-    #[arg(long)]
-    pub url: Option<String>,
-    /// Bearer key for /send (default: PUSHWARDEN_SEND_API_KEY or the development key).
-    #[arg(long)]
-    pub key: Option<String>,
+    #[command(flatten)]
+    pub service: ServiceArgs,
     /// A whole envelope, `{"type":N,"payload":{...},"contextId":...}`; the other options are ignored.
     #[arg(long)]
     pub json: Option<String>,
@@ -59,27 +56,12 @@ pub fn envelope(args: &SendArgs) -> Result<serde_json::Value> {
 }
 
 pub async fn run(args: &SendArgs, config: &Config) -> Result<()> {
-    let base = args
-        .url
-        .clone()
-        .unwrap_or_else(|| format!("http://{}", config.listen));
-    let key = args
-        .key
-        .clone()
-        .or_else(|| config.send.api_key.clone())
-        .context("no send key: pass --key or set PUSHWARDEN_SEND_API_KEY")?;
-    let response = reqwest::Client::new()
-        .post(format!("{}/send", base.trim_end_matches('/')))
-        .bearer_auth(key)
-        .json(&envelope(args)?)
-        .send()
-        .await
-        .with_context(|| format!("posting to {base}/send"))?;
-    let status = response.status();
-    let body = response.text().await.unwrap_or_default();
-    println!("{} {}", status.as_u16(), body);
-    if !status.is_success() {
-        bail!("the service refused the notification");
-    }
-    Ok(())
+    call(
+        &args.service,
+        config,
+        reqwest::Method::POST,
+        "/send",
+        &envelope(args)?,
+    )
+    .await
 }

@@ -4,6 +4,8 @@
 //! Every test binary uses a different subset of these.
 #![allow(dead_code)]
 
+pub mod providers;
+
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -44,8 +46,22 @@ pub fn config() -> Config {
             ..defaults.hub
         },
         shutdown_timeout: Duration::from_secs(2),
+        data_dir: fresh_data_dir(),
         ..defaults
     }
+}
+
+/// A data directory (and so a push database) of its own for each server a test starts.
+pub fn fresh_data_dir() -> std::path::PathBuf {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!(
+        "pushwarden-test-{}-{n}-{}",
+        std::process::id(),
+        unix_now()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
 }
 
 pub async fn start(config: Config) -> Server {

@@ -1,0 +1,113 @@
+//! One outcome type for every provider, phrased as what the delivery queue does next.
+
+use std::time::Duration;
+
+use crate::{apns, fcm, webpush};
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// The provider accepted the push (which is not a promise the device gets it).
+    Delivered,
+    /// The token or subscription is dead: remove the registration unless it was renewed after
+    /// `at_ms` (APNs says when it learnt; otherwise now).
+    Gone { reason: String, at_ms: Option<i64> },
+    /// Transient (throttling, server errors, network): try again, no sooner than `after`.
+    Retry {
+        after: Option<Duration>,
+        reason: String,
+    },
+    /// This push can never be delivered as it is (too large, malformed): drop it.
+    Rejected { reason: String },
+    /// The operator's configuration is wrong (credentials, topic, key). Every push to this
+    /// provider fails alike; they are kept and retried so a fixed configuration delivers them.
+    Misconfigured { reason: String },
+}
+
+impl Outcome {
+    /// Short label for metrics.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Outcome::Delivered => "delivered",
+            Outcome::Gone { .. } => "gone",
+            Outcome::Retry { .. } => "retry",
+            Outcome::Rejected { .. } => "rejected",
+            Outcome::Misconfigured { .. } => "misconfigured",
+        }
+    }
+}
+
+impl From<apns::Outcome> for Outcome {
+    fn from(o: apns::Outcome) -> Self {
+        match o {
+            apns::Outcome::Delivered { .. } => Outcome::Delivered,
+            apns::Outcome::Gone {
+                reason,
+                timestamp_ms,
+            } => Outcome::Gone {
+                reason,
+                at_ms: timestamp_ms.and_then(|t| i64::try_from(t).ok()),
+            },
+            apns::Outcome::Retry { after, reason } => Outcome::Retry { after, reason },
+            apns::Outcome::Permanent {
+                status,
+                reason,
+                config_error,
+            } => {
+                let reason = format!("APNs {status}: {reason}");
+                if config_error {
+                    Outcome::Misconfigured { reason }
+                } else {
+                    Outcome::Rejected { reason }
+                }
+            }
+        }
+    }
+}
+
+impl From<fcm::Outcome> for Outcome {
+    fn from(o: fcm::Outcome) -> Self {
+        match o {
+            fcm::Outcome::Delivered { .. } => Outcome::Delivered,
+            fcm::Outcome::Gone => Outcome::Gone {
+                reason: "UNREGISTERED".into(),
+                at_ms: None,
+            },
+            fcm::Outcome::Retry { after, reason } => Outcome::Retry { after, reason },
+            // No HTTP status means the OAuth grant failed; 401/403 are credentials or project
+            // (THIRD_PARTY_AUTH_ERROR, SENDER_ID_MISMATCH, PERMISSION_DENIED).
+            fcm::Outcome::Permanent { status, reason } => match status.map(|s| s.as_u16()) {
+                None | Some(401) | Some(403) => Outcome::Misconfigured {
+                    reason: format!("FCM: {reason}"),
+                },
+                Some(s) => Outcome::Rejected {
+                    reason: format!("FCM {s}: {reason}"),
+                },
+            },
+        }
+    }
+}
+
+impl From<webpush::Outcome> for Outcome {
+    fn from(o: webpush::Outcome) -> Self {
+        match o {
+            webpush::Outcome::Delivered => Outcome::Delivered,
+            webpush::Outcome::Gone => Outcome::Gone {
+                reason: "subscription gone (404/410)".into(),
+                at_ms: None,
+            },
+            webpush::Outcome::Retry { after } => Outcome::Retry {
+                after,
+                reason: "push service busy or unreachable".into(),
+            },
+            // A push service refusing our VAPID signature refuses every push alike.
+            webpush::Outcome::Permanent { status, body } if status == 401 || status == 403 => {
+                Outcome::Misconfigured {
+                    reason: format!("Web Push {status}: {body}"),
+                }
+            }
+            webpush::Outcome::Permanent { status, body } => Outcome::Rejected {
+                reason: format!("Web Push {status}: {body}"),
+            },
+        }
+    }
+}

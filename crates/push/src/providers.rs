@@ -1,0 +1,281 @@
+//! The configured providers behind one call: deliver this push to that device.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use pushwarden_bitwarden::push_type::PushType;
+use url::Url;
+
+use crate::apns::{self, ApnsClient, ApnsConfig, Environment, SendOptions};
+use crate::fcm::{self, FcmClient, ServiceAccount};
+use crate::outcome::Outcome;
+use crate::registration::{Channel, Platform, Provider};
+use crate::store::ClaimedDevice;
+use crate::webpush::{self, Subscription, Urgency, VapidKey};
+
+/// Web Push settings.
+pub struct WebPushConfig {
+    pub vapid: VapidKey,
+    /// `mailto:` or `https:` contact for push services (RFC 8292 `sub`).
+    pub subject: String,
+    /// How long a push service keeps a message for an offline browser.
+    pub ttl: Duration,
+}
+
+/// Which providers are configured.
+#[derive(Default)]
+pub struct ProvidersConfig {
+    pub apns: Option<ApnsConfig>,
+    /// The service account and an optional base URL instead of `https://fcm.googleapis.com`.
+    pub fcm: Option<(ServiceAccount, Option<Url>)>,
+    pub webpush: Option<WebPushConfig>,
+    /// Lifts the SSRF guard on Web Push endpoints (tests, LAN distributors).
+    pub allow_private_endpoints: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProviderError {
+    #[error("APNs: {0}")]
+    Apns(#[from] apns::ApnsError),
+    #[error("FCM: {0}")]
+    Fcm(#[from] fcm::FcmError),
+    #[error("Web Push HTTP client: {0}")]
+    WebPushClient(#[from] reqwest::Error),
+}
+
+struct WebPushSender {
+    client: reqwest::Client,
+    config: WebPushConfig,
+}
+
+/// The providers, ready to send.
+pub struct Providers {
+    apns: Option<ApnsClient>,
+    fcm: Option<FcmClient>,
+    webpush: Option<WebPushSender>,
+    allow_private_endpoints: bool,
+}
+
+impl Providers {
+    pub fn new(config: ProvidersConfig) -> Result<Self, ProviderError> {
+        let apns = config.apns.map(ApnsClient::new).transpose()?;
+        let fcm = config
+            .fcm
+            .map(|(account, endpoint)| FcmClient::new(account, endpoint))
+            .transpose()?;
+        let allow_private = config.allow_private_endpoints;
+        let webpush = match config.webpush {
+            None => None,
+            Some(config) => {
+                let mut builder = reqwest::Client::builder()
+                    // A redirect would sidestep the endpoint check; UnifiedPush forbids them.
+                    .redirect(reqwest::redirect::Policy::none())
+                    .connect_timeout(Duration::from_secs(10))
+                    .timeout(Duration::from_secs(30))
+                    .pool_idle_timeout(Duration::from_secs(90));
+                if !allow_private {
+                    builder = builder.dns_resolver(Arc::new(PublicOnlyResolver));
+                }
+                Some(WebPushSender {
+                    client: builder.build()?,
+                    config,
+                })
+            }
+        };
+        Ok(Self {
+            apns,
+            fcm,
+            webpush,
+            allow_private_endpoints: allow_private,
+        })
+    }
+
+    /// No provider at all.
+    pub fn none() -> Self {
+        Self {
+            apns: None,
+            fcm: None,
+            webpush: None,
+            allow_private_endpoints: false,
+        }
+    }
+
+    pub fn is_configured(&self, provider: Provider) -> bool {
+        match provider {
+            Provider::Apns => self.apns.is_some(),
+            Provider::Fcm => self.fcm.is_some(),
+            Provider::WebPush => self.webpush.is_some(),
+        }
+    }
+
+    /// Platforms some configured provider can reach.
+    pub fn platforms(&self) -> Vec<Platform> {
+        Platform::ALL
+            .into_iter()
+            .filter(|p| self.is_configured(p.provider()))
+            .collect()
+    }
+
+    pub fn allow_private_endpoints(&self) -> bool {
+        self.allow_private_endpoints
+    }
+
+    /// The VAPID public key browsers subscribe with, when Web Push is configured.
+    pub fn vapid_public_key(&self) -> Option<&str> {
+        self.webpush
+            .as_ref()
+            .map(|w| w.config.vapid.public_key_base64url())
+    }
+
+    /// Sends one push to one device, in the body its app reads:
+    /// - APNs: `{data:{type,payload}, aps:{content-available:1}}` as a background push;
+    /// - FCM: data `{type, payload, contextId}`, all strings, high priority;
+    /// - Web Push: `{data:{type,payload}}` encrypted for the subscription.
+    pub async fn deliver(
+        &self,
+        device: &ClaimedDevice,
+        push_type: u8,
+        payload: &str,
+        context_id: Option<&str>,
+    ) -> Outcome {
+        let started = Instant::now();
+        let provider = device.platform.provider();
+        let outcome = match (&device.channel, provider) {
+            (Channel::Token(token), Provider::Apns) => match &self.apns {
+                Some(client) => {
+                    let body = apns::bitwarden_payload(push_type, payload);
+                    let env = device.apns_environment.unwrap_or(Environment::Production);
+                    client
+                        .send(token, env, &body, SendOptions::default())
+                        .await
+                        .into()
+                }
+                None => not_configured(provider),
+            },
+            (Channel::Token(token), Provider::Fcm) => match &self.fcm {
+                Some(client) => {
+                    let data = fcm::bitwarden_data(push_type, payload, context_id);
+                    client.send(token, &data).await.into()
+                }
+                None => not_configured(provider),
+            },
+            (
+                Channel::WebPush {
+                    endpoint,
+                    p256dh,
+                    auth,
+                },
+                Provider::WebPush,
+            ) => match &self.webpush {
+                Some(sender) => {
+                    self.web_push(sender, endpoint, p256dh, auth, push_type, payload)
+                        .await
+                }
+                None => not_configured(provider),
+            },
+            _ => Outcome::Rejected {
+                reason: format!(
+                    "registration channel does not fit platform {}",
+                    device.platform.as_str()
+                ),
+            },
+        };
+        metrics::histogram!("pushwarden_push_attempt_duration_seconds", "provider" => provider.as_str())
+            .record(started.elapsed().as_secs_f64());
+        outcome
+    }
+
+    async fn web_push(
+        &self,
+        sender: &WebPushSender,
+        endpoint: &str,
+        p256dh: &str,
+        auth: &str,
+        push_type: u8,
+        payload: &str,
+    ) -> Outcome {
+        let subscription =
+            match parse_subscription(endpoint, p256dh, auth, self.allow_private_endpoints) {
+                Ok(s) => s,
+                // Checked at registration; failing now means the rules changed: the subscription
+                // can never be used.
+                Err(reason) => {
+                    return Outcome::Gone {
+                        reason,
+                        at_ms: None,
+                    }
+                }
+            };
+        let body = web_push_body(push_type, payload);
+        // AuthRequest (a login waiting for approval) and LogOut should wake the device.
+        let urgency = match PushType::from_u8(push_type) {
+            Some(PushType::AuthRequest | PushType::AuthRequestResponse | PushType::LogOut) => {
+                Urgency::High
+            }
+            _ => Urgency::Normal,
+        };
+        let ttl = u32::try_from(sender.config.ttl.as_secs()).unwrap_or(u32::MAX);
+        match webpush::build_request(
+            &subscription,
+            body.as_bytes(),
+            &sender.config.vapid,
+            &sender.config.subject,
+            ttl,
+            urgency,
+        ) {
+            Ok(request) => webpush::send(&sender.client, &request).await.into(),
+            Err(e) => Outcome::Rejected {
+                reason: format!("Web Push: {e}"),
+            },
+        }
+    }
+}
+
+/// The plaintext a browser or UnifiedPush client decrypts: Bitwarden's Web Push template
+/// `{"data":{"type":#(type),"payload":"$(payload)"}}`.
+pub fn web_push_body(push_type: u8, payload: &str) -> String {
+    serde_json::json!({"data": {"type": push_type, "payload": payload}}).to_string()
+}
+
+/// Validates a subscription as registered: endpoint URL, SSRF rules and keys.
+pub fn parse_subscription(
+    endpoint: &str,
+    p256dh: &str,
+    auth: &str,
+    allow_private: bool,
+) -> Result<Subscription, String> {
+    let url = Url::parse(endpoint).map_err(|e| format!("webPush.endpoint is not a URL: {e}"))?;
+    webpush::check_endpoint(&url, allow_private)
+        .map_err(|e| format!("{e} (the operator can allow private and plain-http endpoints)"))?;
+    Subscription::from_base64url(url, p256dh, auth).map_err(|e| e.to_string())
+}
+
+fn not_configured(provider: Provider) -> Outcome {
+    Outcome::Misconfigured {
+        reason: format!("{} is not configured", provider.as_str()),
+    }
+}
+
+/// Resolves names for Web Push and refuses private addresses, so a hostname that points into
+/// the operator's network cannot be used to reach it (the URL check sees only literal IPs).
+struct PublicOnlyResolver;
+
+impl reqwest::dns::Resolve for PublicOnlyResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let host = name.as_str().to_owned();
+        Box::pin(async move {
+            let resolved: Vec<SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let public: Vec<SocketAddr> = resolved
+                .into_iter()
+                .filter(|a| !webpush::is_private_ip(a.ip()))
+                .collect();
+            if public.is_empty() {
+                return Err(format!("{host} resolves only to private addresses").into());
+            }
+            let addrs: reqwest::dns::Addrs = Box::new(public.into_iter());
+            Ok(addrs)
+        })
+    }
+}

@@ -1,0 +1,172 @@
+//! Installations: the self-hosted servers allowed to push through this one when it is a relay.
+//! Only a SHA-256 of each key is kept; the key itself is shown once, when it is made.
+
+use rand::Rng;
+use sha2::{Digest, Sha256};
+use sqlx::any::AnyRow;
+use sqlx::Row;
+use subtle::ConstantTimeEq;
+
+use super::{affected, Store, StoreError};
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Installation {
+    pub id: String,
+    pub enabled: bool,
+    pub email: Option<String>,
+    pub created_ms: i64,
+    pub updated_ms: i64,
+}
+
+/// What checking an installation's credentials found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SecretCheck {
+    Valid(Installation),
+    Unknown,
+    Disabled,
+    WrongSecret,
+}
+
+fn digest(key: &str) -> String {
+    Sha256::digest(key.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// A new installation key: 30 random alphanumerics (about 178 bits).
+fn new_key() -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let mut rng = rand::rng();
+    (0..30)
+        .map(|_| char::from(ALPHABET[rng.random_range(0..ALPHABET.len())]))
+        .collect()
+}
+
+fn from_row(row: &AnyRow) -> Result<Installation, StoreError> {
+    Ok(Installation {
+        id: row.try_get("id")?,
+        enabled: row.try_get::<i64, _>("enabled")? != 0,
+        email: row.try_get("email")?,
+        created_ms: row.try_get("created_ms")?,
+        updated_ms: row.try_get("updated_ms")?,
+    })
+}
+
+impl Store {
+    /// Creates an enabled installation; returns it with its key (shown this once).
+    pub async fn create_installation(
+        &self,
+        email: Option<&str>,
+        now_ms: i64,
+    ) -> Result<(Installation, String), StoreError> {
+        let installation = Installation {
+            id: uuid::Uuid::new_v4().to_string(),
+            enabled: true,
+            email: email.map(str::to_owned),
+            created_ms: now_ms,
+            updated_ms: now_ms,
+        };
+        let key = new_key();
+        sqlx::query(
+            "INSERT INTO installations (id, key_sha256, enabled, email, created_ms, updated_ms) \
+             VALUES ($1, $2, 1, $3, $4, $4)",
+        )
+        .bind(installation.id.clone())
+        .bind(digest(&key))
+        .bind(installation.email.clone())
+        .bind(now_ms)
+        .execute(&self.pool)
+        .await?;
+        Ok((installation, key))
+    }
+
+    pub async fn installations(&self) -> Result<Vec<Installation>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, enabled, email, created_ms, updated_ms FROM installations \
+             ORDER BY created_ms, id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(from_row).collect()
+    }
+
+    pub async fn installation(&self, id: &str) -> Result<Option<Installation>, StoreError> {
+        let row = sqlx::query(
+            "SELECT id, enabled, email, created_ms, updated_ms FROM installations WHERE id = $1",
+        )
+        .bind(id.to_owned())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(from_row).transpose()
+    }
+
+    /// Enables or disables an installation; false if there is none with that id.
+    pub async fn set_installation_enabled(
+        &self,
+        id: &str,
+        enabled: bool,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let n = sqlx::query("UPDATE installations SET enabled = $1, updated_ms = $2 WHERE id = $3")
+            .bind(i64::from(enabled))
+            .bind(now_ms)
+            .bind(id.to_owned())
+            .execute(&self.pool)
+            .await?;
+        Ok(affected(n) > 0)
+    }
+
+    /// Replaces an installation's key; the old one stops working at once.
+    pub async fn rotate_installation_key(
+        &self,
+        id: &str,
+        now_ms: i64,
+    ) -> Result<Option<String>, StoreError> {
+        let key = new_key();
+        let n =
+            sqlx::query("UPDATE installations SET key_sha256 = $1, updated_ms = $2 WHERE id = $3")
+                .bind(digest(&key))
+                .bind(now_ms)
+                .bind(id.to_owned())
+                .execute(&self.pool)
+                .await?;
+        Ok((affected(n) > 0).then_some(key))
+    }
+
+    /// Checks an installation id and key, as the token endpoint does.
+    pub async fn check_installation_secret(
+        &self,
+        id: &str,
+        secret: &str,
+    ) -> Result<SecretCheck, StoreError> {
+        let row = sqlx::query(
+            "SELECT id, key_sha256, enabled, email, created_ms, updated_ms FROM installations \
+             WHERE id = $1",
+        )
+        .bind(id.to_owned())
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else {
+            return Ok(SecretCheck::Unknown);
+        };
+        let stored: String = row.try_get("key_sha256")?;
+        if !bool::from(stored.as_bytes().ct_eq(digest(secret).as_bytes())) {
+            return Ok(SecretCheck::WrongSecret);
+        }
+        let installation = from_row(&row)?;
+        if !installation.enabled {
+            return Ok(SecretCheck::Disabled);
+        }
+        Ok(SecretCheck::Valid(installation))
+    }
+
+    /// How many devices an installation has registered.
+    pub async fn owned_registrations(&self, owner: &str) -> Result<i64, StoreError> {
+        let row = sqlx::query("SELECT COUNT(*) FROM push_registrations WHERE owner = $1")
+            .bind(owner.to_owned())
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get::<i64, _>(0)?)
+    }
+}

@@ -1,0 +1,183 @@
+//! The durable store: device registrations and the delivery queue, in SQLite (embedded, the
+//! default) or PostgreSQL, through one portable schema (`migrations/`).
+//!
+//! sqlx's `Any` driver keeps one code path for both: the SQL here sticks to what both dialects
+//! parse (`$n` placeholders, `ON CONFLICT`, row values), and every integer is a BIGINT.
+
+mod installations;
+mod outbox;
+mod queue;
+mod registrations;
+
+use std::path::Path;
+use std::time::Duration;
+
+use sqlx::any::{AnyPoolOptions, AnyQueryResult};
+use sqlx::AnyPool;
+
+pub use installations::{Installation, SecretCheck};
+pub use outbox::OutboxItem;
+pub use queue::{ClaimedDelivery, ClaimedDevice, Enqueued, RetryPlan};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// Which database the store runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migrations: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("unsupported database URL {0:?}: use sqlite://PATH or postgres://…")]
+    UnsupportedUrl(String),
+    #[error("creating the database directory {path}: {source}")]
+    Directory {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
+}
+
+/// The registry and queue behind one connection pool.
+#[derive(Clone)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("backend", &self.backend)
+            .finish()
+    }
+}
+
+/// The default database: a SQLite file in the data directory.
+pub fn default_url(data_dir: &Path) -> String {
+    format!("sqlite://{}", data_dir.join("pushwarden.db").display())
+}
+
+impl Store {
+    /// Connects, creating a SQLite file (and its directory) if needed, and applies migrations.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        sqlx::any::install_default_drivers();
+        let (backend, url) = if let Some(rest) = url.strip_prefix("sqlite:") {
+            (Backend::Sqlite, sqlite_url(rest)?)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            (Backend::Postgres, url.to_owned())
+        } else {
+            return Err(StoreError::UnsupportedUrl(redact(url)));
+        };
+        let max_connections = match backend {
+            // SQLite has one writer; more connections only queue on its lock.
+            Backend::Sqlite => 4,
+            Backend::Postgres => 16,
+        };
+        let pool = AnyPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect(&url)
+            .await?;
+        if backend == Backend::Sqlite {
+            // WAL lets the delivery worker read while the API writes.
+            sqlx::query("PRAGMA journal_mode = WAL")
+                .execute(&pool)
+                .await?;
+        }
+        MIGRATOR.run(&pool).await?;
+        Ok(Self { pool, backend })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Closes every connection.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// Whether the database answers.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+}
+
+/// `sqlite://path` → a URL sqlx opens read-write-create, after creating the directory.
+fn sqlite_url(rest: &str) -> Result<String, StoreError> {
+    let rest = rest.trim_start_matches("//");
+    let (path, query) = match rest.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (rest, None),
+    };
+    if path.is_empty() || path == ":memory:" {
+        return Err(StoreError::UnsupportedUrl(format!(
+            "sqlite:{rest} (an in-memory database would lose queued pushes)"
+        )));
+    }
+    if let Some(parent) = Path::new(path)
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+    {
+        std::fs::create_dir_all(parent).map_err(|source| StoreError::Directory {
+            path: parent.display().to_string(),
+            source,
+        })?;
+    }
+    let query = match query {
+        Some(q) if q.contains("mode=") => q.to_owned(),
+        Some(q) => format!("{q}&mode=rwc"),
+        None => "mode=rwc".to_owned(),
+    };
+    Ok(format!("sqlite://{path}?{query}"))
+}
+
+/// A database URL for logs and errors, without its password.
+pub fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => url.to_owned(),
+    }
+}
+
+fn affected(result: AnyQueryResult) -> u64 {
+    result.rows_affected()
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_urls() {
+        let dir = std::env::temp_dir().join(format!("pw-url-{}", std::process::id()));
+        let url = sqlite_url(&format!("//{}/x.db", dir.display())).unwrap();
+        assert_eq!(url, format!("sqlite://{}/x.db?mode=rwc", dir.display()));
+        assert!(dir.is_dir());
+        assert!(sqlite_url(":memory:").is_err());
+        assert_eq!(
+            redact("postgres://u:secret@h/db"),
+            "postgres://u:***@h/db".to_owned()
+        );
+    }
+}

@@ -1,0 +1,258 @@
+//! Device registrations: upsert, delete, organization tags, and dead-token removal.
+
+use sqlx::any::AnyRow;
+use sqlx::Row;
+
+use super::{affected, Store, StoreError};
+use crate::registration::{environment_name, parse_environment, Channel, Platform, Registration};
+
+const COLUMNS: &str = "device_id, platform, push_token, endpoint, p256dh, auth, \
+    apns_environment, user_id, identifier, installation_id, device_type, owner, created_ms, \
+    updated_ms";
+
+impl Store {
+    /// Creates or replaces a registration, including its organization tags, keeping its
+    /// original creation time.
+    pub async fn upsert_registration(&self, r: &Registration) -> Result<(), StoreError> {
+        let (token, endpoint, p256dh, auth) = match &r.channel {
+            Channel::Token(t) => (Some(t.clone()), None, None, None),
+            Channel::WebPush {
+                endpoint,
+                p256dh,
+                auth,
+            } => (
+                None,
+                Some(endpoint.clone()),
+                Some(p256dh.clone()),
+                Some(auth.clone()),
+            ),
+        };
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO push_registrations (device_id, platform, push_token, endpoint, p256dh, \
+             auth, apns_environment, user_id, identifier, installation_id, device_type, \
+             client_type, owner, created_ms, updated_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) \
+             ON CONFLICT (device_id) DO UPDATE SET platform = excluded.platform, \
+             push_token = excluded.push_token, endpoint = excluded.endpoint, \
+             p256dh = excluded.p256dh, auth = excluded.auth, \
+             apns_environment = excluded.apns_environment, user_id = excluded.user_id, \
+             identifier = excluded.identifier, installation_id = excluded.installation_id, \
+             device_type = excluded.device_type, client_type = excluded.client_type, \
+             owner = excluded.owner, updated_ms = excluded.updated_ms",
+        )
+        .bind(r.device_id.clone())
+        .bind(r.platform.as_str())
+        .bind(token)
+        .bind(endpoint)
+        .bind(p256dh)
+        .bind(auth)
+        .bind(r.apns_environment.map(environment_name))
+        .bind(r.user_id.clone())
+        .bind(r.identifier.clone())
+        .bind(r.installation_id.clone())
+        .bind(i64::from(r.device_type))
+        .bind(r.client_type() as i64)
+        .bind(r.owner.clone())
+        .bind(r.created_ms)
+        .bind(r.updated_ms)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("DELETE FROM push_registration_organizations WHERE device_id = $1")
+            .bind(r.device_id.clone())
+            .execute(&mut *tx)
+            .await?;
+        for org in &r.organization_ids {
+            sqlx::query(
+                "INSERT INTO push_registration_organizations (device_id, organization_id) \
+                 VALUES ($1, $2) ON CONFLICT DO NOTHING",
+            )
+            .bind(r.device_id.clone())
+            .bind(org.clone())
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Removes a registration (and its organization tags); true if there was one.
+    pub async fn delete_registration(&self, device_id: &str) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        // Deleted explicitly rather than by cascade: SQLite enforces foreign keys only when the
+        // connection asks for it, and this must not depend on that.
+        sqlx::query("DELETE FROM push_registration_organizations WHERE device_id = $1")
+            .bind(device_id.to_owned())
+            .execute(&mut *tx)
+            .await?;
+        let n = sqlx::query("DELETE FROM push_registrations WHERE device_id = $1")
+            .bind(device_id.to_owned())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(affected(n) > 0)
+    }
+
+    /// Removes a registration the provider declared dead, unless it was registered again (a new
+    /// token, or the same one refreshed) after `not_after_ms`.
+    pub async fn remove_dead_registration(
+        &self,
+        device_id: &str,
+        address: &str,
+        not_after_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let n = sqlx::query(
+            "DELETE FROM push_registrations WHERE device_id = $1 AND updated_ms <= $2 \
+             AND (push_token = $3 OR endpoint = $4)",
+        )
+        .bind(device_id.to_owned())
+        .bind(not_after_ms)
+        .bind(address.to_owned())
+        .bind(address.to_owned())
+        .execute(&mut *tx)
+        .await?;
+        let removed = affected(n) > 0;
+        if removed {
+            sqlx::query("DELETE FROM push_registration_organizations WHERE device_id = $1")
+                .bind(device_id.to_owned())
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(removed)
+    }
+
+    /// Tags registered devices with an organization; unknown devices are skipped, as a
+    /// patch of a missing hub installation is.
+    pub async fn add_organization(
+        &self,
+        device_ids: &[String],
+        organization_id: &str,
+    ) -> Result<u64, StoreError> {
+        let mut changed = 0;
+        let mut tx = self.pool.begin().await?;
+        for device_id in device_ids {
+            let n = sqlx::query(
+                "INSERT INTO push_registration_organizations (device_id, organization_id) \
+                 SELECT device_id, $2 FROM push_registrations WHERE device_id = $1 \
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(device_id.clone())
+            .bind(organization_id.to_owned())
+            .execute(&mut *tx)
+            .await?;
+            changed += affected(n);
+        }
+        tx.commit().await?;
+        Ok(changed)
+    }
+
+    pub async fn remove_organization(
+        &self,
+        device_ids: &[String],
+        organization_id: &str,
+    ) -> Result<u64, StoreError> {
+        let mut changed = 0;
+        let mut tx = self.pool.begin().await?;
+        for device_id in device_ids {
+            let n = sqlx::query(
+                "DELETE FROM push_registration_organizations \
+                 WHERE device_id = $1 AND organization_id = $2",
+            )
+            .bind(device_id.clone())
+            .bind(organization_id.to_owned())
+            .execute(&mut *tx)
+            .await?;
+            changed += affected(n);
+        }
+        tx.commit().await?;
+        Ok(changed)
+    }
+
+    /// One registration with its organization tags.
+    pub async fn registration(&self, device_id: &str) -> Result<Option<Registration>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM push_registrations WHERE device_id = $1"
+        ))
+        .bind(device_id.to_owned())
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let mut registration = registration_from_row(&row)?;
+        let orgs = sqlx::query(
+            "SELECT organization_id FROM push_registration_organizations WHERE device_id = $1 \
+             ORDER BY organization_id",
+        )
+        .bind(device_id.to_owned())
+        .fetch_all(&self.pool)
+        .await?;
+        registration.organization_ids = orgs
+            .iter()
+            .map(|r| r.try_get::<String, _>(0))
+            .collect::<Result<_, _>>()?;
+        Ok(Some(registration))
+    }
+
+    /// How many devices are registered, per platform name.
+    pub async fn registration_counts(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT platform, COUNT(*) FROM push_registrations GROUP BY platform ORDER BY platform",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get::<String, _>(0)?, r.try_get::<i64, _>(1)?)))
+            .collect()
+    }
+}
+
+fn registration_from_row(row: &AnyRow) -> Result<Registration, StoreError> {
+    let platform_name: String = row.try_get("platform")?;
+    let platform = Platform::parse(&platform_name)
+        .ok_or_else(|| StoreError::Corrupt(format!("unknown platform {platform_name:?}")))?;
+    let channel = channel_from_row(row, platform)?;
+    let device_type: i64 = row.try_get("device_type")?;
+    Ok(Registration {
+        device_id: row.try_get("device_id")?,
+        platform,
+        channel,
+        apns_environment: row
+            .try_get::<Option<String>, _>("apns_environment")?
+            .as_deref()
+            .and_then(parse_environment),
+        user_id: row.try_get("user_id")?,
+        identifier: row.try_get("identifier")?,
+        organization_ids: Vec::new(),
+        installation_id: row.try_get("installation_id")?,
+        owner: row.try_get("owner")?,
+        device_type: u8::try_from(device_type)
+            .map_err(|_| StoreError::Corrupt(format!("device type {device_type}")))?,
+        created_ms: row.try_get("created_ms")?,
+        updated_ms: row.try_get("updated_ms")?,
+    })
+}
+
+/// The channel columns of a row; shared with the queue, which joins registrations.
+pub(super) fn channel_from_row(row: &AnyRow, platform: Platform) -> Result<Channel, StoreError> {
+    let missing = |what: &str| {
+        StoreError::Corrupt(format!("{} registration without {what}", platform.as_str()))
+    };
+    Ok(match platform {
+        Platform::Apns | Platform::Fcm => Channel::Token(
+            row.try_get::<Option<String>, _>("push_token")?
+                .ok_or_else(|| missing("a token"))?,
+        ),
+        Platform::WebPush | Platform::UnifiedPush => Channel::WebPush {
+            endpoint: row
+                .try_get::<Option<String>, _>("endpoint")?
+                .ok_or_else(|| missing("an endpoint"))?,
+            p256dh: row
+                .try_get::<Option<String>, _>("p256dh")?
+                .ok_or_else(|| missing("p256dh"))?,
+            auth: row
+                .try_get::<Option<String>, _>("auth")?
+                .ok_or_else(|| missing("auth"))?,
+        },
+    })
+}

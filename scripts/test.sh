@@ -42,8 +42,11 @@ cargo build --workspace --all-targets --locked
 echo "== cargo test"
 cargo test --workspace --locked
 
+echo "== README quickstart (pushwarden-fake apns | fcm | webpush, serve, register, send)"
+tests/quickstart/run.sh
+
 echo "== interop tests (@microsoft/signalr)"
 PUSHWARDEN_BIN="$PWD/target/debug/pushwarden" tests/interop/run.sh
 
-echo "== interop tests (pysignalr, signalrcore)"
+echo "== interop tests (pysignalr, signalrcore, http_ece Web Push decryption, OpenAPI)"
 PUSHWARDEN_BIN="$PWD/target/debug/pushwarden" tests/interop-python/run.sh

@@ -603,6 +603,54 @@ mod tests {
         assert_eq!(c.push.max_age, Duration::from_secs(24 * 3600));
         assert_eq!(c.push.retry_max, Duration::from_secs(600));
         assert_eq!(c.webpush.ttl, Duration::from_secs(24 * 3600));
+        assert_eq!(c.relay.pushes_per_minute, 1200);
+        assert!(c.upstream.installation_id.is_none() && c.tls.cert_file.is_none());
+    }
+
+    #[test]
+    fn relay_upstream_and_tls_settings() {
+        let mut c = Config::default();
+        let env: HashMap<&str, &str> = HashMap::from([
+            ("PUSHWARDEN_RELAY_TOKEN_SECRET", "s"),
+            ("PUSHWARDEN_RELAY_REQUESTS_PER_MINUTE", "7"),
+            ("PUSHWARDEN_RELAY_PUSHES_PER_MINUTE", "8"),
+            ("PUSHWARDEN_RELAY_MAX_REGISTRATIONS", "9"),
+            ("PUSHWARDEN_RELAY_TOKEN_LIFETIME", "1h"),
+            ("PUSHWARDEN_UPSTREAM_INSTALLATION_ID", "i"),
+            ("PUSHWARDEN_UPSTREAM_INSTALLATION_KEY", "k"),
+            ("PUSHWARDEN_UPSTREAM_RELAY_URI", "https://api.bitwarden.eu"),
+            (
+                "PUSHWARDEN_UPSTREAM_IDENTITY_URI",
+                "https://identity.bitwarden.eu",
+            ),
+            ("PUSHWARDEN_TLS_CERT_FILE", "/c.pem"),
+            ("PUSHWARDEN_TLS_KEY_FILE", "/k.pem"),
+        ]);
+        c.apply_env(|k| env.get(k).map(|v| v.to_string())).unwrap();
+        assert_eq!(c.relay.token_secret.as_deref(), Some("s"));
+        assert_eq!(
+            (c.relay.requests_per_minute, c.relay.pushes_per_minute),
+            (7, 8)
+        );
+        assert_eq!(c.relay.max_registrations, 9);
+        assert_eq!(c.relay.token_lifetime, Duration::from_secs(3600));
+        assert_eq!(
+            c.upstream.relay_uri.as_deref(),
+            Some("https://api.bitwarden.eu")
+        );
+        assert_eq!(c.tls.key_file.as_deref(), Some(Path::new("/k.pem")));
+        // Half a pair is an error, not a silent default.
+        for (name, value) in [
+            ("PUSHWARDEN_TLS_CERT_FILE", "/c.pem"),
+            ("PUSHWARDEN_UPSTREAM_INSTALLATION_ID", "i"),
+            ("PUSHWARDEN_RELAY_PUSHES_PER_MINUTE", "0"),
+        ] {
+            let mut c = Config::default();
+            assert!(
+                c.apply_env(|k| (k == name).then(|| value.into())).is_err(),
+                "{name}"
+            );
+        }
     }
 
     #[test]

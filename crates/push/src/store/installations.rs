@@ -163,10 +163,12 @@ impl Store {
 
     /// How many devices an installation has registered.
     pub async fn owned_registrations(&self, owner: &str) -> Result<i64, StoreError> {
-        let row = sqlx::query("SELECT COUNT(*) FROM push_registrations WHERE owner = $1")
-            .bind(owner.to_owned())
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(row.try_get::<i64, _>(0)?)
+        Ok(self
+            .scalar(
+                "SELECT COUNT(*) FROM push_registrations WHERE owner = $1",
+                &[owner],
+            )
+            .await?
+            .unwrap_or(0))
     }
 }

@@ -156,6 +156,21 @@ fn affected(result: AnyQueryResult) -> u64 {
     result.rows_affected()
 }
 
+impl Store {
+    /// The one integer a query answers (a count, a nullable MIN…), with text binds.
+    async fn scalar(&self, sql: &'static str, binds: &[&str]) -> Result<Option<i64>, StoreError> {
+        let mut query = sqlx::query(sql);
+        for b in binds {
+            query = query.bind(b.to_string());
+        }
+        let row = query.fetch_optional(&self.pool).await?;
+        match row {
+            Some(row) => Ok(sqlx::Row::try_get::<Option<i64>, _>(&row, 0)?),
+            None => Ok(None),
+        }
+    }
+}
+
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()

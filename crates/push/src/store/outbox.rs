@@ -151,19 +151,18 @@ impl Store {
     }
 
     pub async fn outbox_pending(&self) -> Result<i64, StoreError> {
-        let row = sqlx::query("SELECT COUNT(*) FROM relay_outbox")
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(row.try_get::<i64, _>(0)?)
+        Ok(self
+            .scalar("SELECT COUNT(*) FROM relay_outbox", &[])
+            .await?
+            .unwrap_or(0))
     }
 
     /// When the oldest outbox item falls due, if any (the rest wait behind it).
     pub async fn outbox_next_due_ms(&self) -> Result<Option<i64>, StoreError> {
-        let row = sqlx::query("SELECT next_attempt_ms FROM relay_outbox ORDER BY seq LIMIT 1")
-            .fetch_optional(&self.pool)
-            .await?;
-        row.map(|r| r.try_get::<i64, _>(0))
-            .transpose()
-            .map_err(Into::into)
+        self.scalar(
+            "SELECT next_attempt_ms FROM relay_outbox ORDER BY seq LIMIT 1",
+            &[],
+        )
+        .await
     }
 }

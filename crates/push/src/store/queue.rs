@@ -230,18 +230,16 @@ impl Store {
 
     /// Deliveries not yet settled.
     pub async fn pending_deliveries(&self) -> Result<i64, StoreError> {
-        let row = sqlx::query("SELECT COUNT(*) FROM push_deliveries")
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(row.try_get::<i64, _>(0)?)
+        Ok(self
+            .scalar("SELECT COUNT(*) FROM push_deliveries", &[])
+            .await?
+            .unwrap_or(0))
     }
 
-    /// When the next unleased delivery falls due, if any.
+    /// When the next delivery falls due, if any.
     pub async fn next_due_ms(&self) -> Result<Option<i64>, StoreError> {
-        let row = sqlx::query("SELECT MIN(next_attempt_ms) FROM push_deliveries")
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(row.try_get::<Option<i64>, _>(0)?)
+        self.scalar("SELECT MIN(next_attempt_ms) FROM push_deliveries", &[])
+            .await
     }
 }
 

@@ -130,22 +130,14 @@ impl Store {
         device_ids: &[String],
         organization_id: &str,
     ) -> Result<u64, StoreError> {
-        let mut changed = 0;
-        let mut tx = self.pool.begin().await?;
-        for device_id in device_ids {
-            let n = sqlx::query(
-                "INSERT INTO push_registration_organizations (device_id, organization_id) \
-                 SELECT device_id, $2 FROM push_registrations WHERE device_id = $1 \
-                 ON CONFLICT DO NOTHING",
-            )
-            .bind(device_id.clone())
-            .bind(organization_id.to_owned())
-            .execute(&mut *tx)
-            .await?;
-            changed += affected(n);
-        }
-        tx.commit().await?;
-        Ok(changed)
+        self.per_device(
+            "INSERT INTO push_registration_organizations (device_id, organization_id) \
+             SELECT device_id, $2 FROM push_registrations WHERE device_id = $1 \
+             ON CONFLICT DO NOTHING",
+            device_ids,
+            organization_id,
+        )
+        .await
     }
 
     pub async fn remove_organization(
@@ -153,17 +145,31 @@ impl Store {
         device_ids: &[String],
         organization_id: &str,
     ) -> Result<u64, StoreError> {
+        self.per_device(
+            "DELETE FROM push_registration_organizations \
+             WHERE device_id = $1 AND organization_id = $2",
+            device_ids,
+            organization_id,
+        )
+        .await
+    }
+
+    /// Runs `sql` (`$1` a device id, `$2` the organization id) for each device, in one
+    /// transaction; answers how many rows changed.
+    async fn per_device(
+        &self,
+        sql: &'static str,
+        device_ids: &[String],
+        organization_id: &str,
+    ) -> Result<u64, StoreError> {
         let mut changed = 0;
         let mut tx = self.pool.begin().await?;
         for device_id in device_ids {
-            let n = sqlx::query(
-                "DELETE FROM push_registration_organizations \
-                 WHERE device_id = $1 AND organization_id = $2",
-            )
-            .bind(device_id.clone())
-            .bind(organization_id.to_owned())
-            .execute(&mut *tx)
-            .await?;
+            let n = sqlx::query(sql)
+                .bind(device_id.clone())
+                .bind(organization_id.to_owned())
+                .execute(&mut *tx)
+                .await?;
             changed += affected(n);
         }
         tx.commit().await?;

@@ -18,7 +18,8 @@ use crate::store::{now_ms, ClaimedDelivery, RetryPlan, Store};
 pub struct DeliveryOptions {
     /// A push older than this is dropped (counted and logged) instead of retried.
     pub max_age: Duration,
-    /// How long a claimed delivery stays invisible to other workers.
+    /// How long a claimed delivery stays invisible to other workers. Longer than a delivery
+    /// can take, waiting for its provider's lane included, so it is never claimed twice.
     pub lease: Duration,
     /// Pushes in flight per provider (many share one HTTP/2 connection).
     pub concurrency: usize,
@@ -31,7 +32,7 @@ impl Default for DeliveryOptions {
     fn default() -> Self {
         Self {
             max_age: Duration::from_secs(24 * 3600),
-            lease: Duration::from_secs(60),
+            lease: Duration::from_secs(300),
             concurrency: 64,
             backoff: Backoff::default(),
             poll_interval: Duration::from_secs(1),

@@ -2,10 +2,14 @@
 # Reruns every figure of BENCHMARKS.md: builds release binaries, then for each figure starts a
 # fresh pushwarden on 127.0.0.1:5555, runs pushwarden-bench against it, and stops it. Results
 # (one JSON file per figure) go to $OUT (default: target/bench-results), and a summary table is
-# printed at the end. Loopback only; every run is bounded in time. Takes about 4 minutes.
+# printed at the end. Loopback only; every run is bounded in time. Takes about 5 minutes.
 #
 #   scripts/bench.sh            # everything
-#   scripts/bench.sh idle churn # some figures: idle unicast fanout throughput churn
+#   scripts/bench.sh idle churn # some figures: idle unicast fanout throughput churn push
+#
+# `push` runs the push gateway against an in-process fake FCM twice: on the default SQLite
+# database (a fresh file) and on PostgreSQL (a fresh database created with psql on
+# $PG_HOST:$PG_PORT as $PG_USER, dropped afterwards; skipped when psql is missing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,27 +18,41 @@ PORT=${PORT:-5555}
 IDLE_N=${IDLE_N:-19000}       # the per-process file limit here is 20,000
 MEMBERS=${MEMBERS:-10000}
 DURATION=${DURATION:-20s}
+FAKE_PORT=${FAKE_PORT:-5556}  # the push figure's fake FCM
+PUSH_DEVICES=${PUSH_DEVICES:-1000}
+PUSH_USERS=${PUSH_USERS:-100}
+PUSH_SENDS=${PUSH_SENDS:-5000}
+PUSH_RATE=${PUSH_RATE:-100}    # /push/send per second in the latency run,
+PUSH_RATE_SENDS=${PUSH_RATE_SENDS:-2000}  # for 20 s
+PG_HOST=${PG_HOST:-127.0.0.1}
+PG_PORT=${PG_PORT:-5432}
+PG_USER=${PG_USER:-postgres}
 figures=("$@")
-[ ${#figures[@]} -eq 0 ] && figures=(idle unicast fanout throughput churn)
+[ ${#figures[@]} -eq 0 ] && figures=(idle unicast fanout throughput churn push)
 
 cargo build --release --locked -p pushwarden -p pushwarden-bench >&2
 SERVER=target/release/pushwarden
 BENCH=target/release/pushwarden-bench
 mkdir -p "$OUT"
 work=$(mktemp -d)
-trap 'stop_server; rm -rf "$work"' EXIT
+pg_db=""
+bench_pid=""  # a push bench running in the background
+trap 'stop_server; stop_bench; drop_pg_db; rm -rf "$work"' EXIT
 
 # An RSA key pair for the RS256 churn figure.
 openssl genrsa -out "$work/rsa.pem" 2048 2>/dev/null
 openssl rsa -in "$work/rsa.pem" -pubout -out "$work/rsa.pub.pem" 2>/dev/null
 
 pid=""
+# start_server [VAR=value ...]: extra environment for this server (it wins over the defaults).
 start_server() {
     env PUSHWARDEN_LISTEN=127.0.0.1:$PORT PUSHWARDEN_JWT_HS256_SECRET=bench-secret \
         PUSHWARDEN_SEND_API_KEY=bench-key PUSHWARDEN_JWT_RSA_PUBLIC_KEY="$work/rsa.pub.pem" \
-        PUSHWARDEN_DATA_DIR="$work/data" RUST_LOG=warn \
+        PUSHWARDEN_DATA_DIR="$work/data" RUST_LOG=warn "$@" \
         "$SERVER" serve >"$work/server.out" 2>"$work/server.err" &
     pid=$!
+    # For a bench started before the server (push): it reads the pid once the server answers.
+    echo "$pid" >"$work/server.pid"
     for _ in $(seq 100); do
         grep -q "listening on" "$work/server.out" 2>/dev/null && return 0
         sleep 0.05
@@ -51,6 +69,78 @@ stop_server() {
     fi
 }
 hub=(--url "http://127.0.0.1:$PORT/hub" --secret bench-secret --send-key bench-key)
+
+psql_admin() {
+    PGOPTIONS="-c client_min_messages=warning" psql -h "$PG_HOST" -p "$PG_PORT" -U "$PG_USER" -d postgres -v ON_ERROR_STOP=1 -q "$@"
+}
+stop_bench() {
+    if [ -n "$bench_pid" ]; then
+        kill -TERM "$bench_pid" 2>/dev/null || true
+        wait "$bench_pid" 2>/dev/null || true
+        bench_pid=""
+    fi
+}
+drop_pg_db() {
+    if [ -n "$pg_db" ]; then
+        psql_admin -c "DROP DATABASE IF EXISTS $pg_db" >&2 || true
+        pg_db=""
+    fi
+}
+
+# push_run NAME BENCH-ARGS... -- SERVER-ENV...: the bench first (it hosts the fake FCM and
+# writes its service account), then a fresh server delivering to that fake; result in
+# $OUT/push-NAME.json.
+push_run() {
+    local name=$1 bench_args=() server_env=()
+    shift
+    while [ $# -gt 0 ] && [ "$1" != -- ]; do bench_args+=("$1"); shift; done
+    [ $# -gt 0 ] && shift
+    server_env=("$@")
+    local account="$work/fcm-service-account.json"
+    rm -f "$account" "$work/server.pid"
+    "$BENCH" push --url "http://127.0.0.1:$PORT" --send-key bench-key \
+        --fake-listen "127.0.0.1:$FAKE_PORT" --service-account "$account" \
+        --server-pid-file "$work/server.pid" --devices "$PUSH_DEVICES" --users "$PUSH_USERS" \
+        --ready-timeout 60s "${bench_args[@]}" >"$OUT/push-$name.json" &
+    bench_pid=$!
+    for _ in $(seq 200); do
+        [ -s "$account" ] && break
+        kill -0 "$bench_pid" 2>/dev/null || break
+        sleep 0.05
+    done
+    if [ ! -s "$account" ]; then
+        echo "the push bench did not write $account" >&2
+        exit 1
+    fi
+    start_server PUSHWARDEN_FCM_SERVICE_ACCOUNT="$account" \
+        PUSHWARDEN_FCM_ENDPOINT="http://127.0.0.1:$FAKE_PORT" "${server_env[@]}"
+    wait "$bench_pid"
+    bench_pid=""
+    stop_server
+}
+
+# push_figure DB SERVER-ENV...: the throughput run and the paced latency run on one database,
+# each with a fresh server and a fresh database.
+push_figure() {
+    local db=$1
+    shift
+    local run
+    for run in max rate; do
+        local args=(--rate max --sends "$PUSH_SENDS")
+        [ "$run" = rate ] && args=(--rate "$PUSH_RATE" --sends "$PUSH_RATE_SENDS" --no-baseline)
+        local env=("$@")
+        if [ "$db" = postgres ]; then
+            pg_db="pushwarden_bench_$$"
+            psql_admin -c "DROP DATABASE IF EXISTS $pg_db" -c "CREATE DATABASE $pg_db" >&2
+            env+=(PUSHWARDEN_DATABASE_URL="postgres://$PG_USER@$PG_HOST:$PG_PORT/$pg_db")
+        else
+            rm -rf "$work/push-data"
+            env+=(PUSHWARDEN_DATA_DIR="$work/push-data")
+        fi
+        push_run "$db-$run" "${args[@]}" -- "${env[@]}"
+        drop_pg_db
+    done
+}
 
 for figure in "${figures[@]}"; do
     echo "== $figure" >&2
@@ -89,8 +179,16 @@ for figure in "${figures[@]}"; do
             --rsa-private-key "$work/rsa.pem" --processes 2 --tokens 4000 >"$OUT/churn-rs256.json"
         stop_server
         ;;
+    push)
+        push_figure sqlite
+        if command -v psql >/dev/null; then
+            push_figure postgres
+        else
+            echo "psql not found: the PostgreSQL half of the push figure is skipped" >&2
+        fi
+        ;;
     *)
-        echo "unknown figure $figure (idle unicast fanout throughput churn)" >&2
+        echo "unknown figure $figure (idle unicast fanout throughput churn push)" >&2
         exit 2
         ;;
     esac
@@ -122,6 +220,20 @@ for name, label in (("churn-hs256.json", "connects/s, HS256"), ("churn-rs256.jso
     d = load(name)
     if d:
         rows.append((label, f"{d['connects_per_second']:.0f}/s, {d['churn_connect_failures']} failed, server {d['server_cpu_us_per_connect']:.0f} us CPU each"))
+for db in ("sqlite", "postgres"):
+    d, r = load(f"push-{db}-max.json"), load(f"push-{db}-rate.json")
+    if d:
+        a = d["accept_latency_us"]
+        b = d.get("baseline") or {}
+        rows.append((f"push gateway ({db}), as fast as it goes",
+            f"{d['deliveries_per_second']:.0f} deliveries/s ({d['deliveries']} of {d['deliveries_expected']}, {d['deliveries_missing']} missing); "
+            f"/push/send {d['achieved_rate']:.0f}/s, accept p50 {a['p50']/1000:.1f} ms, p99 {a['p99']/1000:.1f} ms; "
+            f"baseline {b.get('deliveries_per_second') or 0:.0f}/s, ratio {d.get('ratio_to_baseline')}"))
+    if r:
+        a, l = r["accept_latency_us"], r["delivery_latency_us"]
+        rows.append((f"push gateway ({db}), {r['target_rate']:.0f} /push/send per second",
+            f"accept p50 {a['p50']/1000:.1f} ms, p99 {a['p99']/1000:.1f} ms; send -> provider p50 {l['p50']/1000:.1f} ms, p99 {l['p99']/1000:.1f} ms; "
+            f"{r['deliveries']} of {r['deliveries_expected']} delivered, {r['deliveries_missing']} missing"))
 print("| figure | measured |\n|---|---|")
 for k, v in rows:
     print(f"| {k} | {v} |")

@@ -120,6 +120,16 @@ pub enum Mode {
     Churn(ChurnArgs),
     /// The raw ceiling: pre-encoded frames written to as many plain loopback sockets.
     Raw(RawArgs),
+    /// The push gateway: devices registered over /push/register, /push/send to their users,
+    /// delivered by the server to an in-process fake FCM; accept and delivery latency,
+    /// deliveries/s against a direct FCM client (the provider ceiling).
+    ///
+    /// The fake starts first and its service account is written before the readiness line on
+    /// stderr; then the bench waits for the server at --url (only its origin is used) to answer
+    /// /alive. Devices are spread over --users (default 100 here): device i belongs to user
+    /// i mod U, and send s goes to user s mod U. -n, --processes and the token options do not
+    /// apply.
+    Push(PushArgs),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -203,6 +213,62 @@ pub struct RawArgs {
     pub listen: SocketAddr,
 }
 
+/// `/push/send` pacing: a rate, or as fast as the concurrency allows.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PushRate(pub Option<f64>);
+
+fn push_rate(s: &str) -> Result<PushRate, String> {
+    if s.eq_ignore_ascii_case("max") {
+        return Ok(PushRate(None));
+    }
+    match s.parse::<f64>() {
+        Ok(r) if r.is_finite() && r > 0.0 => Ok(PushRate(Some(r))),
+        _ => Err(format!("{s:?} is neither a positive rate nor `max`")),
+    }
+}
+
+/// The push gateway benchmark (see [`Mode::Push`]).
+#[derive(Args, Debug, Clone)]
+pub struct PushArgs {
+    /// Where the fake FCM (and its OAuth token endpoint) listens: the server's
+    /// PUSHWARDEN_FCM_ENDPOINT is `http://` this address.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub fake_listen: SocketAddr,
+    /// Where to write the fake's service-account JSON (the server's
+    /// PUSHWARDEN_FCM_SERVICE_ACCOUNT). Written before the readiness line on stderr.
+    #[arg(long)]
+    pub service_account: PathBuf,
+    /// Android devices to register (distinct FCM tokens).
+    #[arg(long, default_value_t = 1000)]
+    pub devices: usize,
+    /// `/push/send` requests to make (each to one user: devices/users deliveries).
+    #[arg(long, default_value_t = 5000)]
+    pub sends: u64,
+    /// `/push/send` requests per second, or `max`: as fast as --send-concurrency allows.
+    #[arg(long, value_parser = push_rate, default_value = "max")]
+    pub rate: PushRate,
+    /// `/push/send` requests in flight at most.
+    #[arg(long, default_value_t = 16)]
+    pub send_concurrency: usize,
+    /// `/push/register` requests in flight at most.
+    #[arg(long, default_value_t = 16)]
+    pub register_concurrency: usize,
+    /// Deliveries in flight in the direct-FCM baseline; the server's default
+    /// PUSHWARDEN_PUSH_CONCURRENCY is 64.
+    #[arg(long, default_value_t = 64)]
+    pub baseline_concurrency: usize,
+    /// Skip the direct-FCM baseline.
+    #[arg(long)]
+    pub no_baseline: bool,
+    /// After the last `/push/send` is answered, wait at most this long for the deliveries.
+    #[arg(long, value_parser = duration, default_value = "60s")]
+    pub drain: Duration,
+    /// Read the server's pid from this file once the server answers (for scripts that start
+    /// the server after the bench); like --server-pid.
+    #[arg(long)]
+    pub server_pid_file: Option<PathBuf>,
+}
+
 impl Cli {
     /// Connection indices of this process: `[start, end)` of `0..connections`.
     pub fn share(&self) -> (usize, usize) {
@@ -224,6 +290,7 @@ impl Cli {
             Mode::Fanout(a) => a.duration + a.drain + a.notification_timeout,
             Mode::Raw(a) => a.fan.duration + a.fan.drain + a.fan.notification_timeout,
             Mode::Churn(a) => a.duration + Duration::from_secs(35),
+            Mode::Push(a) => a.drain + Duration::from_secs(600),
         };
         c.ready_timeout + body + Duration::from_secs(60)
     }
@@ -235,6 +302,7 @@ impl Cli {
             Mode::Fanout(_) => "fanout",
             Mode::Churn(_) => "churn",
             Mode::Raw(_) => "raw",
+            Mode::Push(_) => "push",
         }
     }
 
@@ -293,5 +361,21 @@ mod tests {
         assert_eq!(cli.common.processes, 2);
         assert_eq!(cli.share(), (2, 5));
         assert_eq!(cli.fan().unwrap().rate, 3.0);
+    }
+
+    #[test]
+    fn push_rates() {
+        let parse = |rate: &str| {
+            Cli::try_parse_from(["b", "push", "--service-account", "sa.json", "--rate", rate]).map(
+                |cli| match cli.mode {
+                    Mode::Push(a) => a.rate,
+                    _ => unreachable!(),
+                },
+            )
+        };
+        assert_eq!(parse("max").unwrap(), PushRate(None));
+        assert_eq!(parse("250").unwrap(), PushRate(Some(250.0)));
+        assert!(parse("0").is_err());
+        assert!(parse("fast").is_err());
     }
 }

@@ -743,6 +743,7 @@ pub async fn run(cli: Cli) -> Result<()> {
                 .await?,
             );
         }
+        Mode::Push(_) => bail!("the push mode runs on its own (push::run)"),
         Mode::Churn(args) => {
             workers.tell("go").await;
             window_started = Instant::now();

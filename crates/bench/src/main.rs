@@ -1,4 +1,5 @@
-//! `pushwarden-bench`: a load generator for SignalR hubs, built on the project's own client.
+//! `pushwarden-bench`: a load generator for SignalR hubs, built on the project's own client,
+//! and for the push gateway (`push`, [`push`]).
 //!
 //! The parent process starts `--processes` copies of itself as workers; each opens its share
 //! of the connections (one task per connection) and reports JSON lines on stdout; the parent
@@ -8,6 +9,7 @@ mod cli;
 mod coordinator;
 mod ids;
 mod marker;
+mod push;
 mod raw;
 mod stats;
 mod worker;
@@ -32,6 +34,8 @@ fn main() {
     let result = runtime.block_on(async move {
         if worker {
             worker::run(cli).await
+        } else if let cli::Mode::Push(_) = cli.mode {
+            push::run(cli).await
         } else {
             coordinator::run(cli).await
         }

@@ -79,10 +79,19 @@ pub fn own_cpu_seconds() -> f64 {
 
 /// VmRSS of a process in KiB.
 pub fn rss_kib(pid: u32) -> Option<u64> {
+    status_kib(pid, "VmRSS:")
+}
+
+/// VmHWM (the peak resident memory so far) of a process in KiB.
+pub fn peak_rss_kib(pid: u32) -> Option<u64> {
+    status_kib(pid, "VmHWM:")
+}
+
+fn status_kib(pid: u32, field: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(field))
         .and_then(|v| v.split_whitespace().next())
         .and_then(|v| v.parse().ok())
 }
@@ -178,6 +187,7 @@ mod tests {
     fn own_process_is_readable() {
         let pid = std::process::id();
         assert!(rss_kib(pid).unwrap() > 0);
+        assert!(peak_rss_kib(pid).unwrap() >= rss_kib(pid).unwrap() / 2);
         assert!(cpu_seconds(pid).is_some());
         assert!(raise_nofile_limit() > 0);
     }

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::{mpsc, Notify, Semaphore};
 
 use crate::backoff::Backoff;
 use crate::health::Health;
@@ -46,6 +46,27 @@ pub(crate) struct Worker {
     pub health: Arc<Health>,
     pub options: DeliveryOptions,
     pub wake: Arc<Notify>,
+    /// Settled deliveries on their way to [`settle_in_batches`].
+    pub settled: mpsc::Sender<(String, String)>,
+}
+
+/// The most deliveries one batch removes.
+const SETTLE_BATCH: usize = 512;
+
+/// Removes settled deliveries in batches: whatever has settled while the previous batch was
+/// written goes in the next one, so under load one commit covers hundreds of deliveries and
+/// when idle each goes at once. A batch that fails is logged and its deliveries stay leased,
+/// to be sent again when the lease lapses: a duplicate push, never a lost one. Ends when every
+/// sender is gone, after writing what it has.
+pub(crate) async fn settle_in_batches(store: Store, mut settled: mpsc::Receiver<(String, String)>) {
+    let mut batch = Vec::with_capacity(SETTLE_BATCH);
+    while settled.recv_many(&mut batch, SETTLE_BATCH).await > 0 {
+        if let Err(e) = store.settle_many(&batch).await {
+            tracing::warn!(error = %e, count = batch.len(), "push queue: settling deliveries failed; they will be sent again when their lease lapses");
+        }
+        metrics::histogram!("pushwarden_push_settle_batch_size").record(batch.len() as f64);
+        batch.clear();
+    }
 }
 
 impl Worker {
@@ -92,7 +113,7 @@ impl Worker {
                         Some(l) => l.acquire_owned().await.ok(),
                         None => None,
                     };
-                    worker.settle(delivery).await;
+                    worker.deliver(delivery).await;
                 });
             }
             if last_purge.elapsed() > Duration::from_secs(30) {
@@ -136,8 +157,8 @@ impl Worker {
         }
     }
 
-    /// Sends one delivery and records what happened.
-    async fn settle(&self, delivery: ClaimedDelivery) {
+    /// Sends one delivery and settles it by its outcome.
+    async fn deliver(&self, delivery: ClaimedDelivery) {
         let now = now_ms();
         let Some(device) = &delivery.device else {
             return self
@@ -178,16 +199,14 @@ impl Worker {
             .await;
         metrics::counter!("pushwarden_push_attempts_total", "provider" => label, "outcome" => outcome.label())
             .increment(1);
-        let result = match outcome {
+        match outcome {
             Outcome::Delivered => {
                 self.health.ok(label);
                 metrics::histogram!("pushwarden_push_delivery_latency_seconds", "provider" => label)
                     .record(age.as_secs_f64());
                 metrics::counter!("pushwarden_push_delivered_total", "provider" => label)
                     .increment(1);
-                self.store
-                    .settle(&delivery.message_id, &delivery.device_id)
-                    .await
+                self.settled(&delivery).await
             }
             Outcome::Gone { reason, at_ms } => {
                 self.health.ok(label);
@@ -212,9 +231,7 @@ impl Worker {
                 }
                 metrics::counter!("pushwarden_push_dropped_total", "provider" => label, "reason" => "gone")
                     .increment(1);
-                self.store
-                    .settle(&delivery.message_id, &delivery.device_id)
-                    .await
+                self.settled(&delivery).await
             }
             Outcome::Rejected { reason } => {
                 return self
@@ -229,10 +246,6 @@ impl Worker {
                 self.health.config_error(label, &reason, now);
                 return self.retry(&delivery, label, None, reason, now).await;
             }
-        };
-        if let Err(e) = result {
-            // The lease lapses and the delivery is tried again: at least once, never lost.
-            tracing::warn!(error = %e, "push queue: settling a delivery failed");
         }
     }
 
@@ -287,12 +300,15 @@ impl Worker {
             %detail,
             "push dropped"
         );
-        if let Err(e) = self
-            .store
-            .settle(&delivery.message_id, &delivery.device_id)
-            .await
-        {
-            tracing::warn!(error = %e, "push queue: settling a dropped delivery failed");
+        self.settled(delivery).await;
+    }
+
+    /// Hands a settled delivery to the batcher.
+    async fn settled(&self, delivery: &ClaimedDelivery) {
+        let key = (delivery.message_id.clone(), delivery.device_id.clone());
+        if self.settled.send(key).await.is_err() {
+            // Only at shutdown; the lease brings the delivery back after a restart.
+            tracing::debug!("push queue: settling after the batcher stopped");
         }
     }
 }

@@ -98,12 +98,18 @@ impl PushService {
                 "push queue: deliveries pending from before the start"
             );
         }
+        let (settled, to_settle) = tokio::sync::mpsc::channel(4 * 512);
+        let settler = tokio::spawn(crate::delivery::settle_in_batches(
+            self.store.clone(),
+            to_settle,
+        ));
         let worker = Arc::new(Worker {
             store: self.store.clone(),
             providers: self.providers.clone(),
             health: self.health.clone(),
             options: self.options.clone(),
             wake: self.wake.clone(),
+            settled,
         });
         let outbox = self.upstream.clone().map(|upstream| OutboxWorker {
             store: self.store.clone(),
@@ -118,6 +124,9 @@ impl PushService {
         Ok(tokio::spawn(async move {
             let outbox = outbox.map(|o| tokio::spawn(o.run(stop.clone())));
             worker.run(stop).await;
+            // The settler ends once the worker and its deliveries in flight (which hold
+            // clones of the sender) are gone, after writing its last batch.
+            let _ = settler.await;
             if let Some(outbox) = outbox {
                 let _ = outbox.await;
             }

@@ -67,12 +67,12 @@ async fn reached(store: &Store, target: &DeviceTarget, platforms: &[Platform]) -
         .await
         .expect("claim");
     assert_eq!(claimed.len() as u64, enqueued.deliveries);
-    for c in &claimed {
-        store
-            .settle(&c.message_id, &c.device_id)
-            .await
-            .expect("settle");
-    }
+    let settled: Vec<(String, String)> = claimed
+        .iter()
+        .map(|c| (c.message_id.clone(), c.device_id.clone()))
+        .collect();
+    store.settle_many(&settled).await.expect("settle");
+    assert_eq!(store.pending_deliveries().await.expect("pending"), 0);
     store.purge_settled_messages().await.expect("purge");
     let mut ids: Vec<String> = claimed.drain(..).map(|c| c.device_id).collect();
     ids.sort();

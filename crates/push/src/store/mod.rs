@@ -83,6 +83,9 @@ impl Store {
         };
         let pool = AnyPoolOptions::new()
             .max_connections(max_connections)
+            // A ping before every use costs a round trip per statement; a broken connection
+            // fails its statement instead, and the caller's retry takes a fresh one.
+            .test_before_acquire(false)
             .acquire_timeout(Duration::from_secs(10))
             .connect(&url)
             .await?;

@@ -302,6 +302,22 @@ pub async fn token(
         return oauth_error(bad_client_status, "invalid_client", "unknown client");
     };
     let installation = crate::notification::normalize_id(installation);
+    // Only real, enabled installations get a rate budget, so that made-up client ids cannot
+    // grow the limiter's table; the others are refused like a wrong secret.
+    match state.directory.is_enabled(installation.clone()).await {
+        Ok(true) => {}
+        Ok(false) => {
+            metrics::counter!("pushwarden_relay_token_refused_total", "reason" => "unknown_or_disabled")
+                .increment(1);
+            tracing::info!(installation = %installation, "token refused: unknown or disabled installation");
+            return oauth_error(
+                bad_client_status,
+                "invalid_client",
+                "invalid client credentials",
+            );
+        }
+        Err(e) => return e.into_response(),
+    }
     if let Err(wait) = state.limits.request(&format!("token:{installation}")) {
         metrics::counter!("pushwarden_relay_rate_limited_total", "kind" => "token").increment(1);
         return too_many("token requests", wait);

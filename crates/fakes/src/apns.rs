@@ -34,10 +34,9 @@ use hyper::body::Incoming;
 use jsonwebtoken::{Algorithm, DecodingKey};
 use parking_lot::Mutex;
 use serde_json::{json, Value};
-use tokio::sync::broadcast;
 
 use crate::jwt;
-use crate::record::{self, Event, Received, Recorder};
+use crate::record::{self, Received, Recorder};
 use crate::script::{Reply, ScriptBook};
 use crate::server::{Bound, CloseConnection, Handler, Server};
 
@@ -162,6 +161,8 @@ struct ConnTokens {
     current: Mutex<Option<(String, Instant)>>,
 }
 
+crate::fake_common!(FakeApns);
+
 impl FakeApns {
     pub async fn start(config: FakeApnsConfig) -> io::Result<FakeApns> {
         let key = DecodingKey::from_ec_pem(config.public_key_pem.as_bytes()).map_err(|e| {
@@ -183,54 +184,10 @@ impl FakeApns {
         Ok(FakeApns { server, state })
     }
 
-    /// Base URL, e.g. `http://127.0.0.1:41234`; give it to `ApnsConfig::endpoint`.
-    pub fn url(&self) -> String {
-        self.server.url()
-    }
-
-    pub fn addr(&self) -> SocketAddr {
-        self.server.addr()
-    }
-
-    /// Accepted pushes so far, in arrival order.
-    pub fn received(&self) -> Vec<Received> {
-        self.state.recorder.received()
-    }
-
-    /// Waits until at least `n` pushes were accepted, or `timeout` passed; returns what arrived.
-    pub async fn wait_for(&self, n: usize, timeout: Duration) -> Vec<Received> {
-        self.state.recorder.wait_for(n, timeout).await
-    }
-
-    /// Every request seen, including refused and scripted ones.
-    pub fn requests(&self) -> usize {
-        self.state.recorder.requests()
-    }
-
-    /// Requests to `/3/device/{token}`, including refused and scripted ones.
-    pub fn requests_for(&self, token: &str) -> usize {
-        self.state.recorder.requests_for(token)
-    }
-
     /// The next `times` valid pushes to `token` get `reply` instead of success. Requests that
     /// break the protocol are refused as usual and do not use up the script.
     pub fn script(&self, token: &str, reply: Reply, times: usize) {
         self.state.scripts.push(token, reply, times);
-    }
-
-    /// Why requests were refused, e.g. `403 InvalidProviderToken: kid "X" is not ...`.
-    pub fn rejections(&self) -> Vec<String> {
-        self.state.recorder.rejections()
-    }
-
-    /// A live feed of accepted, refused and scripted pushes.
-    pub fn events(&self) -> broadcast::Receiver<Event> {
-        self.state.recorder.events()
-    }
-
-    /// TCP connections accepted so far (a well-behaved client keeps one open).
-    pub fn connections(&self) -> usize {
-        self.server.stats().connections()
     }
 
     /// The most requests that were being answered at the same moment.
@@ -241,16 +198,6 @@ impl FakeApns {
     /// Distinct provider tokens that passed verification (a well-behaved client reuses one).
     pub fn provider_tokens(&self) -> Vec<String> {
         self.state.provider_tokens.lock().iter().cloned().collect()
-    }
-
-    /// Holds every answer back by `delay`, so that concurrent requests overlap.
-    pub fn set_delay(&self, delay: Duration) {
-        self.state.recorder.set_delay(delay);
-    }
-
-    /// Stops listening and closes open connections; dropping the fake does the same.
-    pub fn shutdown(&self) {
-        self.server.shutdown();
     }
 }
 

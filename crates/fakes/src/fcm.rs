@@ -32,10 +32,9 @@ use hyper::body::Incoming;
 use jsonwebtoken::{Algorithm, DecodingKey};
 use parking_lot::Mutex;
 use serde_json::{json, Map, Value};
-use tokio::sync::broadcast;
 
 use crate::jwt;
-use crate::record::{self, Event, Received, Recorder};
+use crate::record::{self, Received, Recorder};
 use crate::script::{Reply, ScriptBook};
 use crate::server::{Bound, CloseConnection, Handler, Server};
 
@@ -186,6 +185,8 @@ struct State {
     scripts: ScriptBook<FcmErrorReply>,
 }
 
+crate::fake_common!(FakeFcm);
+
 impl FakeFcm {
     pub async fn start(config: FakeFcmConfig) -> io::Result<FakeFcm> {
         let key = DecodingKey::from_rsa_pem(PUBLIC_KEY_PEM.as_bytes())
@@ -208,15 +209,6 @@ impl FakeFcm {
         });
         let server = bound.serve(state.clone());
         Ok(FakeFcm { server, state })
-    }
-
-    /// Base URL, e.g. `http://127.0.0.1:41234`; the FCM endpoint override for pushwarden.
-    pub fn url(&self) -> String {
-        self.server.url()
-    }
-
-    pub fn addr(&self) -> SocketAddr {
-        self.server.addr()
     }
 
     pub fn project_id(&self) -> &str {
@@ -255,27 +247,6 @@ impl FakeFcm {
         .unwrap_or_default()
     }
 
-    /// Accepted messages so far, in arrival order.
-    pub fn received(&self) -> Vec<Received> {
-        self.state.recorder.received()
-    }
-
-    /// Waits until at least `n` messages were accepted, or `timeout` passed; returns what
-    /// arrived.
-    pub async fn wait_for(&self, n: usize, timeout: Duration) -> Vec<Received> {
-        self.state.recorder.wait_for(n, timeout).await
-    }
-
-    /// Send requests seen, including refused and scripted ones (token requests not included).
-    pub fn requests(&self) -> usize {
-        self.state.recorder.requests()
-    }
-
-    /// Send requests whose message named `token` (valid or not).
-    pub fn requests_for(&self, token: &str) -> usize {
-        self.state.recorder.requests_for(token)
-    }
-
     /// Requests to the token endpoint, granted or not.
     pub fn token_requests(&self) -> usize {
         self.state.token_requests.load(Ordering::SeqCst)
@@ -292,20 +263,6 @@ impl FakeFcm {
         self.state.scripts.push(token, reply, times);
     }
 
-    /// Why requests (to either endpoint) were refused.
-    pub fn rejections(&self) -> Vec<String> {
-        self.state.recorder.rejections()
-    }
-
-    /// A live feed of accepted, refused and scripted messages.
-    pub fn events(&self) -> broadcast::Receiver<Event> {
-        self.state.recorder.events()
-    }
-
-    pub fn connections(&self) -> usize {
-        self.server.stats().connections()
-    }
-
     /// Changes `expires_in` for tokens issued from now on.
     pub fn set_token_lifetime(&self, secs: u64) {
         self.state.token_lifetime_secs.store(secs, Ordering::SeqCst);
@@ -316,20 +273,10 @@ impl FakeFcm {
         *self.state.token_delay.lock() = delay;
     }
 
-    /// Holds every send answer back by `delay`.
-    pub fn set_delay(&self, delay: Duration) {
-        self.state.recorder.set_delay(delay);
-    }
-
     /// Invalidates every access token issued so far, as a revoked key would: the next send
     /// with one gets 401 and the client must fetch a new token.
     pub fn revoke_access_tokens(&self) {
         self.state.access_tokens.lock().clear();
-    }
-
-    /// Stops listening and closes open connections; dropping the fake does the same.
-    pub fn shutdown(&self) {
-        self.server.shutdown();
     }
 }
 

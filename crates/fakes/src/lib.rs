@@ -15,6 +15,77 @@
 //! Each fake serves on its own port (127.0.0.1:0 unless an address is given) and stops when it
 //! is dropped or [shut down](apns::FakeApns::shutdown).
 
+/// The accessors every fake shares: where it listens, what it received and refused, and how to
+/// slow or stop it. Each fake keeps a `server` and a `state.recorder`.
+macro_rules! fake_common {
+    ($fake:ty) => {
+        impl $fake {
+            /// Base URL, e.g. `http://127.0.0.1:41234`: the endpoint override for pushwarden
+            /// (and, for Web Push, the origin VAPID tokens name).
+            pub fn url(&self) -> String {
+                self.server.url()
+            }
+
+            pub fn addr(&self) -> std::net::SocketAddr {
+                self.server.addr()
+            }
+
+            /// Accepted pushes so far, in arrival order (Web Push: decrypted).
+            pub fn received(&self) -> Vec<$crate::Received> {
+                self.state.recorder.received()
+            }
+
+            /// Waits until at least `n` pushes were accepted, or `timeout` passed; returns what
+            /// arrived.
+            pub async fn wait_for(
+                &self,
+                n: usize,
+                timeout: std::time::Duration,
+            ) -> Vec<$crate::Received> {
+                self.state.recorder.wait_for(n, timeout).await
+            }
+
+            /// Push requests seen, including refused and scripted ones (FCM: not counting its
+            /// token endpoint).
+            pub fn requests(&self) -> usize {
+                self.state.recorder.requests()
+            }
+
+            /// Push requests for one token (Web Push: one subscription id), valid or not.
+            pub fn requests_for(&self, token: &str) -> usize {
+                self.state.recorder.requests_for(token)
+            }
+
+            /// Why requests were refused for breaking the protocol, e.g.
+            /// `403 InvalidProviderToken: kid "X" is not ...`.
+            pub fn rejections(&self) -> Vec<String> {
+                self.state.recorder.rejections()
+            }
+
+            /// A live feed of accepted, refused and scripted pushes.
+            pub fn events(&self) -> tokio::sync::broadcast::Receiver<$crate::Event> {
+                self.state.recorder.events()
+            }
+
+            /// TCP connections accepted so far (a well-behaved client keeps one open).
+            pub fn connections(&self) -> usize {
+                self.server.stats().connections()
+            }
+
+            /// Holds every push answer back by `delay`, so that concurrent requests overlap.
+            pub fn set_delay(&self, delay: std::time::Duration) {
+                self.state.recorder.set_delay(delay);
+            }
+
+            /// Stops listening and closes open connections; dropping the fake does the same.
+            pub fn shutdown(&self) {
+                self.server.shutdown();
+            }
+        }
+    };
+}
+pub(crate) use fake_common;
+
 pub mod apns;
 pub mod fcm;
 mod jwt;

@@ -24,7 +24,6 @@ use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::body::Body;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -36,10 +35,9 @@ use p256::elliptic_curve::sec1::ToEncodedPoint as _;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use tokio::sync::broadcast;
 
 use crate::jwt;
-use crate::record::{self, Event, Received, Recorder};
+use crate::record::{self, Received, Recorder};
 use crate::script::{Reply, ScriptBook};
 use crate::server::{Bound, CloseConnection, Handler, Server};
 
@@ -105,6 +103,8 @@ struct UserAgent {
     unsubscribed: bool,
 }
 
+crate::fake_common!(FakeWebPush);
+
 impl FakeWebPush {
     pub async fn start(addr: Option<SocketAddr>) -> io::Result<FakeWebPush> {
         let bound = Bound::bind(addr).await?;
@@ -116,15 +116,6 @@ impl FakeWebPush {
         });
         let server = bound.serve(state.clone());
         Ok(FakeWebPush { server, state })
-    }
-
-    /// Base URL, e.g. `http://127.0.0.1:41234`, which is also the origin VAPID tokens name.
-    pub fn url(&self) -> String {
-        self.server.url()
-    }
-
-    pub fn addr(&self) -> SocketAddr {
-        self.server.addr()
     }
 
     /// A new subscription that takes pushes signed with any VAPID key.
@@ -185,56 +176,11 @@ impl FakeWebPush {
         }
     }
 
-    /// Accepted pushes so far, in arrival order, decrypted.
-    pub fn received(&self) -> Vec<Received> {
-        self.state.recorder.received()
-    }
-
-    /// Waits until at least `n` pushes were accepted, or `timeout` passed; returns what arrived.
-    pub async fn wait_for(&self, n: usize, timeout: Duration) -> Vec<Received> {
-        self.state.recorder.wait_for(n, timeout).await
-    }
-
-    /// Every request seen, including refused and scripted ones.
-    pub fn requests(&self) -> usize {
-        self.state.recorder.requests()
-    }
-
-    /// Requests to one subscription id, including refused and scripted ones.
-    pub fn requests_for(&self, id: &str) -> usize {
-        self.state.recorder.requests_for(id)
-    }
-
     /// The next `times` valid pushes to the subscription `id` get `reply` (its reason as a
     /// plain-text body) instead of 201. Pushes refused for breaking the protocol do not use up
     /// the script.
     pub fn script(&self, id: &str, reply: Reply, times: usize) {
         self.state.scripts.push(id, reply, times);
-    }
-
-    /// Why requests were refused for breaking the protocol (pushes to unknown or ended
-    /// subscriptions are not listed: the sender did nothing wrong).
-    pub fn rejections(&self) -> Vec<String> {
-        self.state.recorder.rejections()
-    }
-
-    /// A live feed of accepted, refused and scripted pushes.
-    pub fn events(&self) -> broadcast::Receiver<Event> {
-        self.state.recorder.events()
-    }
-
-    pub fn connections(&self) -> usize {
-        self.server.stats().connections()
-    }
-
-    /// Holds every answer back by `delay`.
-    pub fn set_delay(&self, delay: Duration) {
-        self.state.recorder.set_delay(delay);
-    }
-
-    /// Stops listening and closes open connections; dropping the fake does the same.
-    pub fn shutdown(&self) {
-        self.server.shutdown();
     }
 }
 

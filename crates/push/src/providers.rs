@@ -279,3 +279,55 @@ impl reqwest::dns::Resolve for PublicOnlyResolver {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The URL check cannot see where a name points; the client's resolver must refuse a
+    /// name that resolves only to private addresses (here `localhost`, from /etc/hosts).
+    #[tokio::test]
+    async fn web_push_client_refuses_names_that_resolve_to_private_addresses() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let webpush = || WebPushConfig {
+            vapid: VapidKey::generate(),
+            subject: "mailto:ops@example.com".into(),
+            ttl: Duration::from_secs(60),
+        };
+        let guarded = Providers::new(ProvidersConfig {
+            webpush: Some(webpush()),
+            ..ProvidersConfig::default()
+        })
+        .expect("providers");
+        let client = &guarded.webpush.as_ref().expect("web push").client;
+        let refused = client
+            .post(format!("http://localhost:{port}/push/x"))
+            .send()
+            .await
+            .expect_err("a private address must be refused");
+        assert!(
+            format!("{refused:?}").contains("private addresses"),
+            "{refused:?}"
+        );
+        // With private endpoints allowed the same request reaches the listener.
+        let open = Providers::new(ProvidersConfig {
+            webpush: Some(webpush()),
+            allow_private_endpoints: true,
+            ..ProvidersConfig::default()
+        })
+        .expect("providers");
+        let client = open.webpush.as_ref().expect("web push").client.clone();
+        let request = tokio::spawn(async move {
+            client
+                .post(format!("http://localhost:{port}/push/x"))
+                .send()
+                .await
+        });
+        let accepted = tokio::time::timeout(Duration::from_secs(5), listener.accept()).await;
+        assert!(matches!(accepted, Ok(Ok(_))), "the open client connected");
+        request.abort();
+    }
+}

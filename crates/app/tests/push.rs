@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::providers::{
-    call, drop_postgres_database, ok, only, postgres_database, token, wait_pending,
+    call, drop_postgres_database, health, ok, only, postgres_database, queued, token, wait_pending,
     wait_unregistered, Providers, TOPIC, WAIT,
 };
 use common::{http, metrics_text, start, SEND_KEY};
@@ -144,14 +144,10 @@ async fn push_api_targets_users_organizations_installations_and_client_types() {
         body
     };
     // Organization: both phones are tagged (the browser is not).
-    let answer = ok(
-        &server,
-        "POST",
-        "/push/send",
-        send(json!({"organizationId": ORG})),
-    )
-    .await;
-    assert_eq!(answer["queued"], 2);
+    assert_eq!(
+        queued(&server, send(json!({"organizationId": ORG}))).await,
+        2
+    );
     // Untag one: only the other remains.
     let answer = ok(
         &server,
@@ -162,13 +158,7 @@ async fn push_api_targets_users_organizations_installations_and_client_types() {
     .await;
     assert_eq!(answer["updated"], 1);
     assert_eq!(
-        ok(
-            &server,
-            "POST",
-            "/push/send",
-            send(json!({"organizationId": ORG}))
-        )
-        .await["queued"],
+        queued(&server, send(json!({"organizationId": ORG}))).await,
         1
     );
     ok(
@@ -180,34 +170,24 @@ async fn push_api_targets_users_organizations_installations_and_client_types() {
     .await;
     // A client type narrows an organization push: Web is the browser (type 9), Mobile the phone.
     assert_eq!(
-        ok(
+        queued(
             &server,
-            "POST",
-            "/push/send",
             send(json!({"organizationId": ORG, "clientType": 1}))
         )
-        .await["queued"],
+        .await,
         1
     );
     assert_eq!(
-        ok(
+        queued(
             &server,
-            "POST",
-            "/push/send",
             send(json!({"organizationId": ORG, "clientType": 4}))
         )
-        .await["queued"],
+        .await,
         1
     );
     // A user, minus the sending device.
     assert_eq!(
-        ok(
-            &server,
-            "POST",
-            "/push/send",
-            send(json!({"userId": V, "identifier": "ident-b"}))
-        )
-        .await["queued"],
+        queued(&server, send(json!({"userId": V, "identifier": "ident-b"}))).await,
         1
     );
     // Delete: gone from every target.
@@ -215,19 +195,14 @@ async fn push_api_targets_users_organizations_installations_and_client_types() {
         ok(&server, "POST", "/push/delete", json!({"id": "b"})).await["deleted"],
         true
     );
-    assert_eq!(
-        ok(&server, "POST", "/push/send", send(json!({"userId": V}))).await["queued"],
-        1
-    );
+    assert_eq!(queued(&server, send(json!({"userId": V}))).await, 1);
     // Installation target (registered with none): nobody.
     assert_eq!(
-        ok(
+        queued(
             &server,
-            "POST",
-            "/push/send",
             send(json!({"installationId": common::INSTALLATION}))
         )
-        .await["queued"],
+        .await,
         0
     );
     p.fcm.wait_for(1, WAIT).await;
@@ -333,26 +308,26 @@ async fn dead_tokens_remove_their_registrations() {
     p.apns
         .script(&apns_bad, Reply::new(400, "BadDeviceToken"), 1);
     p.web.script(browser.id(), Reply::new(410, "gone"), 1);
-    let answer = ok(
-        &server,
-        "POST",
-        "/push/send",
-        json!({"userId": U, "type": 4, "payload": {"userId": U}}),
-    )
-    .await;
-    assert_eq!(answer["queued"], 4);
+    assert_eq!(
+        queued(
+            &server,
+            json!({"userId": U, "type": 4, "payload": {"userId": U}})
+        )
+        .await,
+        4
+    );
     for device in ["fcm-dead", "apns-dead", "apns-bad", "web-dead"] {
         wait_unregistered(&server, device).await;
     }
     wait_pending(&server, 0).await;
-    let answer = ok(
-        &server,
-        "POST",
-        "/push/send",
-        json!({"userId": U, "type": 4, "payload": {"userId": U}}),
-    )
-    .await;
-    assert_eq!(answer["queued"], 0);
+    assert_eq!(
+        queued(
+            &server,
+            json!({"userId": U, "type": 4, "payload": {"userId": U}})
+        )
+        .await,
+        0
+    );
     let text = metrics_text(server.addr).await;
     assert!(common::metric_sum(&text, "pushwarden_push_registrations_removed_total") >= 4.0);
     server.shutdown().await.expect("shutdown");
@@ -376,14 +351,14 @@ async fn throttling_and_server_errors_are_retried_honouring_retry_after() {
         .script(&apns_busy, Reply::new(429, "TooManyRequests"), 2);
     p.web.script(browser.id(), Reply::new(500, "oops"), 1);
     let started = tokio::time::Instant::now();
-    let answer = ok(
-        &server,
-        "POST",
-        "/push/send",
-        json!({"userId": U, "type": 4, "payload": {"userId": U}}),
-    )
-    .await;
-    assert_eq!(answer["queued"], 3);
+    assert_eq!(
+        queued(
+            &server,
+            json!({"userId": U, "type": 4, "payload": {"userId": U}})
+        )
+        .await,
+        3
+    );
     only(p.fcm.wait_for(1, WAIT).await, 1);
     only(p.apns.wait_for(1, WAIT).await, 1);
     only(p.web.wait_for(1, WAIT).await, 1);
@@ -483,14 +458,7 @@ async fn a_configuration_error_shows_in_health_and_keeps_the_push() {
     .await;
     let deadline = tokio::time::Instant::now() + WAIT;
     let health = loop {
-        let health: Value = http()
-            .get(format!("http://{}/health", server.addr))
-            .send()
-            .await
-            .expect("health")
-            .json()
-            .await
-            .expect("json");
+        let health = health(&server).await;
         if health["status"] == "degraded" {
             break health;
         }

@@ -6,7 +6,7 @@ mod common;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use common::providers::{call_as, ok, only, token, wait_pending, Providers, WAIT};
+use common::providers::{call_as, health, ok, only, queued, token, wait_pending, Providers, WAIT};
 use common::{http, start, SEND_KEY};
 use pushwarden::server::Server;
 use pushwarden_auth::Minter;
@@ -467,10 +467,7 @@ async fn an_installation_cannot_touch_anothers_devices() {
     assert_eq!(b_device.channel.address(), b_phone);
     assert_eq!(b_device.organization_ids, vec![format!("{b}_{ORG}")]);
     // The local vault server's credentials see the prefixed world as it is: nothing at U.
-    assert_eq!(
-        ok(&server, "POST", "/push/send", push(json!({"userId": U}))).await["queued"],
-        0
-    );
+    assert_eq!(queued(&server, push(json!({"userId": U}))).await, 0);
     // B still reaches its device.
     let answer = as_installation(
         &server,
@@ -954,7 +951,7 @@ async fn a_self_hosted_pushwarden_pushes_through_a_relay_process_over_https() {
     ok(&local, "POST", "/push/delete", json!({"id": "android"})).await;
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
-        let health: Value = local_health(&local).await;
+        let health: Value = health(&local).await;
         if health["pendingRelayRequests"] == 0 {
             break;
         }
@@ -978,17 +975,6 @@ async fn a_self_hosted_pushwarden_pushes_through_a_relay_process_over_https() {
         .is_some());
     relay_store.close().await;
     local.shutdown().await.expect("shutdown");
-}
-
-async fn local_health(server: &Server) -> Value {
-    http()
-        .get(format!("http://{}/health", server.addr))
-        .send()
-        .await
-        .expect("health")
-        .json()
-        .await
-        .expect("json")
 }
 
 #[tokio::test]
@@ -1029,7 +1015,7 @@ async fn requests_for_a_relay_that_is_down_wait_in_the_outbox() {
     .await;
     common::send(local.addr, &json!({"type": 11, "payload": {"userId": U}})).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let health = local_health(&local).await;
+    let health = health(&local).await;
     assert_eq!(
         health["pendingRelayRequests"], 2,
         "register and send wait: {health}"
@@ -1089,15 +1075,15 @@ async fn a_refused_installation_key_backs_off_instead_of_hammering() {
         common::send(local.addr, &json!({"type": 5, "payload": {"userId": U}})).await;
     }
     let deadline = tokio::time::Instant::now() + WAIT;
-    let health = loop {
-        let health = local_health(&local).await;
-        if health["providers"]["relay"]["error"].is_string() {
-            break health;
+    let degraded = loop {
+        let now = health(&local).await;
+        if now["providers"]["relay"]["error"].is_string() {
+            break now;
         }
-        assert!(tokio::time::Instant::now() < deadline, "{health}");
+        assert!(tokio::time::Instant::now() < deadline, "{now}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
-    assert_eq!(health["status"], "degraded");
+    assert_eq!(degraded["status"], "degraded");
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(
         asked.load(Ordering::SeqCst),
@@ -1105,6 +1091,6 @@ async fn a_refused_installation_key_backs_off_instead_of_hammering() {
         "one refusal, then a minute's back-off"
     );
     // Nothing is lost meanwhile: the registration and the five pushes wait.
-    assert_eq!(local_health(&local).await["pendingRelayRequests"], 6);
+    assert_eq!(health(&local).await["pendingRelayRequests"], 6);
     local.shutdown().await.expect("shutdown");
 }

@@ -190,3 +190,23 @@ pub async fn drop_postgres_database(url: &str) {
             .await;
     }
 }
+
+/// `POST /push/send` with the `/send` key; answers how many deliveries were queued.
+pub async fn queued(server: &Server, body: Value) -> u64 {
+    let answer = ok(server, "POST", "/push/send", body).await;
+    answer["queued"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("/push/send answered {answer}"))
+}
+
+/// `GET /health`.
+pub async fn health(server: &Server) -> Value {
+    http()
+        .get(format!("http://{}/health", server.addr))
+        .send()
+        .await
+        .expect("health")
+        .json()
+        .await
+        .expect("health JSON")
+}

@@ -13,7 +13,7 @@ use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use http::StatusCode;
 use pushwarden_auth::{TokenVerifier, VerifierConfig};
-use pushwarden_bitwarden::device_push::{self, PushApiState, PushGateway, RelayAccess};
+use pushwarden_bitwarden::device_push::{self, PushApiState, RelayAccess};
 use pushwarden_bitwarden::relay::{
     self, InstallationTokens, RateLimits, RelayLimits, TokenEndpointState,
 };
@@ -22,6 +22,7 @@ use pushwarden_bitwarden::{
     AnonymousHubAuthenticator, HubPolicy, Notifications, UserHubAuthenticator,
 };
 use pushwarden_hub::{Hub, HubEndpoint, HubOptions};
+use pushwarden_model::PushGateway;
 use pushwarden_push::PushService;
 use pushwarden_transport::{routes, OutboxLimits, Transport, TransportOptions};
 use tokio::net::TcpListener;

@@ -12,8 +12,8 @@ use pushwarden_auth::{query_param, token_from_request, AuthError, Claims, TokenV
 use pushwarden_hub::{Authenticator, Identity};
 use pushwarden_transport::{Rejection, RequestInfo};
 
-use crate::client_type::ClientType;
 use crate::notification::normalize_id;
+use pushwarden_model::ClientType;
 
 /// Which tokens may open `/hub`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]

@@ -6,11 +6,10 @@
 //! user, organization, installation or anonymous group.
 
 use pushwarden_hub::SerializedMessage;
+use pushwarden_model::{ClientType, DeviceTarget, PushMessage, PushType, Recipient, Target};
 use serde_json::{Map, Value};
 
-use crate::client_type::ClientType;
 use crate::payload::{field, string_field, to_json_protocol, to_msgpack_protocol};
-use crate::push_type::PushType;
 
 #[derive(Clone, Debug)]
 pub struct Notification {
@@ -129,6 +128,23 @@ impl Notification {
         })
     }
 
+    /// The registered devices this notification reaches: its target, minus the sending device.
+    pub fn device_target(&self) -> Result<DeviceTarget, EnvelopeError> {
+        Ok(DeviceTarget {
+            target: self.target()?,
+            exclude_identifier: self.context_id.as_deref().map(normalize_id),
+        })
+    }
+
+    /// What a device push of this notification carries.
+    pub fn push_message(&self) -> PushMessage {
+        PushMessage {
+            push_type: self.push_type,
+            payload: Value::Object(self.payload.clone()).to_string(),
+            context_id: self.context_id.clone(),
+        }
+    }
+
     /// Where this notification goes over SignalR.
     pub fn route(&self) -> Result<Route, EnvelopeError> {
         if self.push_type == PushType::AuthRequestResponse {
@@ -140,7 +156,7 @@ impl Notification {
         }
         Ok(Route {
             hub: HubKind::Authenticated,
-            audience: self.target()?.hub_audience(),
+            audience: hub_audience(&self.target()?),
             target: "ReceiveMessage",
         })
     }
@@ -235,35 +251,18 @@ pub enum Audience {
     Group(String),
 }
 
-/// Whom a notification is for.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Recipient {
-    User(String),
-    Organization(String),
-    Installation(String),
-}
-
-/// A recipient, optionally narrowed to one client type (never `All`).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Target {
-    pub recipient: Recipient,
-    pub client_type: Option<ClientType>,
-}
-
-impl Target {
-    /// The SignalR user or group that reaches this target (`HubHelpers`' group names).
-    pub fn hub_audience(&self) -> Audience {
-        match (&self.recipient, self.client_type.map(ClientType::name)) {
-            (Recipient::User(u), None) => Audience::User(u.clone()),
-            (Recipient::User(u), Some(ct)) => Audience::Group(format!("UserClientType_{u}_{ct}")),
-            (Recipient::Organization(o), None) => Audience::Group(format!("Organization_{o}")),
-            (Recipient::Organization(o), Some(ct)) => {
-                Audience::Group(format!("OrganizationClientType_{o}_{ct}"))
-            }
-            (Recipient::Installation(i), None) => Audience::Group(format!("Installation_{i}")),
-            (Recipient::Installation(i), Some(ct)) => {
-                Audience::Group(format!("Installation_ClientType_{i}_{ct}"))
-            }
+/// The SignalR user or group that reaches a target (`HubHelpers`' group names).
+pub fn hub_audience(target: &Target) -> Audience {
+    match (&target.recipient, target.client_type.map(ClientType::name)) {
+        (Recipient::User(u), None) => Audience::User(u.clone()),
+        (Recipient::User(u), Some(ct)) => Audience::Group(format!("UserClientType_{u}_{ct}")),
+        (Recipient::Organization(o), None) => Audience::Group(format!("Organization_{o}")),
+        (Recipient::Organization(o), Some(ct)) => {
+            Audience::Group(format!("OrganizationClientType_{o}_{ct}"))
+        }
+        (Recipient::Installation(i), None) => Audience::Group(format!("Installation_{i}")),
+        (Recipient::Installation(i), Some(ct)) => {
+            Audience::Group(format!("Installation_ClientType_{i}_{ct}"))
         }
     }
 }

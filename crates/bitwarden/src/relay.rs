@@ -3,7 +3,8 @@
 //!
 //! This module holds what the relay means: installation tokens, who is calling, how an
 //! installation's ids are kept apart from every other's (`Prefix`), and per-installation limits.
-//! Installations themselves are stored by the push layer ([`InstallationDirectory`]).
+//! Installations themselves are stored by the push layer, behind
+//! [`InstallationDirectory`].
 
 use std::num::NonZeroU32;
 use std::sync::Arc;
@@ -20,33 +21,14 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use http::{header, HeaderValue, StatusCode};
 use pushwarden_auth::{AuthError, Minter, TokenVerifier, VerifierConfig};
 
-use crate::device_push::{ApiError, BoxFuture};
+use pushwarden_model::{InstallationDirectory, SecretVerdict};
+
+use crate::device_push::ApiError;
 
 /// The only scope an installation token carries: the push API.
 pub const PUSH_SCOPE: &str = "api.push";
 const ISSUER: &str = "pushwarden-relay";
 const CLIENT_PREFIX: &str = "installation.";
-
-/// What checking an installation's credentials found.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SecretVerdict {
-    Valid,
-    Unknown,
-    Disabled,
-    WrongSecret,
-}
-
-/// Where installations are kept (the push layer's store).
-pub trait InstallationDirectory: Send + Sync + 'static {
-    fn check_secret(
-        &self,
-        id: String,
-        secret: String,
-    ) -> BoxFuture<'_, Result<SecretVerdict, ApiError>>;
-    /// Whether the installation exists and is enabled (checked on every relay request, so
-    /// disabling one takes effect before its tokens expire).
-    fn is_enabled(&self, id: String) -> BoxFuture<'_, Result<bool, ApiError>>;
-}
 
 /// Mints and verifies installation access tokens (HS256 with the relay's own secret).
 pub struct InstallationTokens {
@@ -316,7 +298,7 @@ pub async fn token(
                 "invalid client credentials",
             );
         }
-        Err(e) => return e.into_response(),
+        Err(e) => return ApiError::from(e).into_response(),
     }
     if let Err(wait) = state.limits.request(&format!("token:{installation}")) {
         metrics::counter!("pushwarden_relay_rate_limited_total", "kind" => "token").increment(1);
@@ -337,7 +319,7 @@ pub async fn token(
         .await
     {
         Ok(v) => v,
-        Err(e) => return e.into_response(),
+        Err(e) => return ApiError::from(e).into_response(),
     };
     if verdict != SecretVerdict::Valid {
         let reason = match verdict {

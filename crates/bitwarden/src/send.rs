@@ -13,7 +13,9 @@ use http::StatusCode;
 use pushwarden_auth::{token_from_request, AuthError, TokenVerifier};
 use subtle::ConstantTimeEq;
 
-use crate::device_push::{DeviceTarget, PushGateway, PushMessage};
+use pushwarden_model::PushGateway;
+
+use crate::device_push::ApiError;
 use crate::hubs::auth_rejection;
 use crate::notification::Notification;
 use crate::service::Notifications;
@@ -118,7 +120,7 @@ async fn push_to_devices(
     let Some(gateway) = &state.devices else {
         return Ok(None);
     };
-    let target = match DeviceTarget::for_notification(notification) {
+    let target = match notification.device_target() {
         Ok(t) => t,
         Err(e) => {
             // Only AuthRequestResponse can route to SignalR without a device target (it
@@ -127,16 +129,13 @@ async fn push_to_devices(
             return Ok(Some(0));
         }
     };
-    match gateway
-        .send(target, PushMessage::for_notification(notification))
-        .await
-    {
+    match gateway.send(target, notification.push_message()).await {
         Ok(queued) => Ok(Some(queued)),
         Err(e) => {
             tracing::error!(error = %e, "/send: queueing device pushes failed");
             metrics::counter!("pushwarden_send_rejected_total", "reason" => "push_store")
                 .increment(1);
-            Err(e.into_response())
+            Err(ApiError::from(e).into_response())
         }
     }
 }

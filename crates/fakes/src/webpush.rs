@@ -67,16 +67,6 @@ impl Subscription {
     pub fn id(&self) -> &str {
         self.endpoint.rsplit('/').next().unwrap_or_default()
     }
-
-    /// The same subscription as pushwarden's sender takes it.
-    pub fn to_webpush(&self) -> anyhow::Result<pushwarden_push::webpush::Subscription> {
-        let endpoint = url::Url::parse(&self.endpoint)?;
-        Ok(pushwarden_push::webpush::Subscription::from_base64url(
-            endpoint,
-            &self.p256dh,
-            &self.auth,
-        )?)
-    }
 }
 
 /// A running fake push service. Dropping it stops the server.
@@ -96,7 +86,9 @@ struct State {
 /// The browser's secret half of a subscription.
 #[derive(Clone)]
 struct UserAgent {
-    private_key: Vec<u8>,
+    /// The subscription's P-256 key pair, as `ece` takes it: the private scalar `d` and the
+    /// uncompressed public point.
+    keys: ece::EcKeyComponents,
     auth: Vec<u8>,
     /// Set when subscribed with an `applicationServerKey`: only that VAPID key may push.
     application_server_key: Option<Vec<u8>>,
@@ -150,7 +142,10 @@ impl FakeWebPush {
         self.state.subscriptions.lock().insert(
             id.clone(),
             UserAgent {
-                private_key: secret.to_bytes().to_vec(),
+                keys: ece::EcKeyComponents::new(
+                    secret.to_bytes().to_vec(),
+                    public.as_bytes().to_vec(),
+                ),
                 auth: auth.to_vec(),
                 application_server_key,
                 unsubscribed: false,
@@ -367,12 +362,13 @@ impl State {
                 ))
             }
         }
-        let plaintext = pushwarden_push::webpush::decrypt(&ua.private_key, &ua.auth, &bytes)
-            .map_err(|e| {
-                bad(format!(
-                    "the body does not decrypt for this subscription: {e}"
-                ))
-            })?;
+        // Decrypted by Mozilla's `ece` (RFC 8188/8291), not by pushwarden's own code, so a
+        // message this fake accepts is evidence that the encryption is right.
+        let plaintext = ece::decrypt(&ua.keys, &ua.auth, &bytes).map_err(|e| {
+            bad(format!(
+                "the body does not decrypt for this subscription: {e}"
+            ))
+        })?;
         Ok((ttl.min(MAX_TTL_SECS), plaintext))
     }
 

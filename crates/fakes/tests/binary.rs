@@ -12,6 +12,7 @@ use pushwarden_push::apns::{
     bitwarden_payload, ApnsClient, ApnsConfig, Environment, Outcome as ApnsOutcome, SendOptions,
 };
 use pushwarden_push::fcm::{bitwarden_data, FcmClient, Outcome as FcmOutcome, ServiceAccount};
+use pushwarden_push::providers::parse_subscription;
 use pushwarden_push::webpush::{build_request, send, Outcome as WebPushOutcome, Urgency, VapidKey};
 use serde_json::Value;
 use url::Url;
@@ -207,7 +208,7 @@ async fn webpush_writes_a_subscription_that_works() {
     .expect("subscription JSON");
     let vapid = VapidKey::generate();
     let req = build_request(
-        &sub.to_webpush().expect("subscription"),
+        &parse_subscription(&sub.endpoint, &sub.p256dh, &sub.auth, true).expect("subscription"),
         br#"{"hello":"world"}"#,
         &vapid,
         "mailto:ops@example.org",

@@ -7,6 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use pushwarden_fakes::webpush::{FakeWebPush, Subscription};
 use pushwarden_fakes::Reply;
+use pushwarden_push::providers::parse_subscription;
 use pushwarden_push::webpush::{build_request, send, Outcome, Urgency, VapidKey, WebPushRequest};
 use serde_json::{json, Value};
 use url::Url;
@@ -29,7 +30,7 @@ fn http() -> reqwest::Client {
 
 fn request(sub: &Subscription, vapid: &VapidKey, payload: &[u8]) -> WebPushRequest {
     build_request(
-        &sub.to_webpush().expect("subscription"),
+        &parse_subscription(&sub.endpoint, &sub.p256dh, &sub.auth, true).expect("subscription"),
         payload,
         vapid,
         SUBJECT,
@@ -98,7 +99,7 @@ async fn the_real_sender_is_accepted_and_decrypted() {
 
     // 201 with a Location and the TTL kept (capped at 30 days).
     let req = build_request(
-        &sub.to_webpush().expect("sub"),
+        &parse_subscription(&sub.endpoint, &sub.p256dh, &sub.auth, true).expect("sub"),
         b"not json",
         &vapid,
         SUBJECT,

@@ -11,7 +11,7 @@
 //! - [`service`]: all of it behind Bitwarden's push API ([`PushGateway`]) and the relay's
 //!   installation directory.
 //!
-//! [`PushGateway`]: pushwarden_bitwarden::device_push::PushGateway
+//! [`PushGateway`]: pushwarden_model::PushGateway
 
 pub mod apns;
 pub mod backoff;

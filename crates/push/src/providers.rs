@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use pushwarden_bitwarden::push_type::PushType;
+use pushwarden_model::PushType;
 use url::Url;
 
 use crate::apns::{self, ApnsClient, ApnsConfig, Environment, SendOptions};

@@ -1,6 +1,6 @@
 //! A device registration: where a device's pushes go and the tags that select it.
 
-use pushwarden_bitwarden::client_type::ClientType;
+use pushwarden_model::ClientType;
 
 use crate::apns::Environment;
 

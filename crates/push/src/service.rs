@@ -3,11 +3,10 @@
 
 use std::sync::Arc;
 
-use pushwarden_bitwarden::device_push::{
-    ApiError, BoxFuture, DeviceRegistration, DeviceTarget, PushChannel, PushGateway, PushMessage,
+use pushwarden_model::{
+    BoxFuture, DeviceRegistration, DeviceTarget, GatewayError, InstallationDirectory, PushChannel,
+    PushGateway, PushMessage, Recipient, SecretVerdict,
 };
-use pushwarden_bitwarden::notification::Recipient;
-use pushwarden_bitwarden::relay::{InstallationDirectory, SecretVerdict};
 use tokio::sync::Notify;
 
 use crate::delivery::{DeliveryOptions, Worker};
@@ -27,9 +26,9 @@ pub struct PushService {
     wake_outbox: Arc<Notify>,
 }
 
-fn unavailable(e: StoreError) -> ApiError {
+fn unavailable(e: StoreError) -> GatewayError {
     tracing::error!(error = %e, "push store failed");
-    ApiError::Unavailable(format!("the push store is unavailable: {e}"))
+    GatewayError::Unavailable(format!("the push store is unavailable: {e}"))
 }
 
 impl PushService {
@@ -163,8 +162,8 @@ impl PushService {
         })
     }
 
-    fn registration(&self, device: DeviceRegistration) -> Result<Registration, ApiError> {
-        let bad = |m: String| ApiError::BadRequest(m);
+    fn registration(&self, device: DeviceRegistration) -> Result<Registration, GatewayError> {
+        let bad = |m: String| GatewayError::BadRequest(m);
         let (platform, channel) = match device.channel {
             PushChannel::Token(token) => (
                 Platform::for_push_token(device.device_type).map_err(|e| bad(e.to_string()))?,
@@ -223,7 +222,7 @@ impl PushService {
         method: &str,
         path: &str,
         body: serde_json::Value,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), GatewayError> {
         self.store
             .outbox_add(method, path, &body.to_string(), now_ms())
             .await
@@ -233,7 +232,7 @@ impl PushService {
     }
 
     /// Of these device ids, those registered locally on a platform that goes upstream.
-    async fn relayed_devices(&self, device_ids: &[String]) -> Result<Vec<String>, ApiError> {
+    async fn relayed_devices(&self, device_ids: &[String]) -> Result<Vec<String>, GatewayError> {
         let relayed = self.relayed_platforms();
         let mut out = Vec::new();
         if relayed.is_empty() {
@@ -253,7 +252,7 @@ impl PushService {
         device_ids: Vec<String>,
         organization_id: String,
         add: bool,
-    ) -> Result<u64, ApiError> {
+    ) -> Result<u64, GatewayError> {
         let relayed = self.relayed_devices(&device_ids).await?;
         let changed = if add {
             self.store
@@ -292,7 +291,7 @@ impl PushGateway for PushService {
         &self,
         device: DeviceRegistration,
         max_owned: Option<u64>,
-    ) -> BoxFuture<'_, Result<String, ApiError>> {
+    ) -> BoxFuture<'_, Result<String, GatewayError>> {
         Box::pin(async move {
             let registration = self.registration(device)?;
             let platform = registration.platform;
@@ -309,7 +308,7 @@ impl PushGateway for PushService {
                     .map_err(unavailable)?
                     .is_some();
                 if !exists && owned >= i64::try_from(max).unwrap_or(i64::MAX) {
-                    return Err(ApiError::LimitExceeded(format!(
+                    return Err(GatewayError::LimitExceeded(format!(
                         "the installation has {owned} registrations, the most allowed"
                     )));
                 }
@@ -356,7 +355,7 @@ impl PushGateway for PushService {
         })
     }
 
-    fn delete(&self, device_id: String) -> BoxFuture<'_, Result<bool, ApiError>> {
+    fn delete(&self, device_id: String) -> BoxFuture<'_, Result<bool, GatewayError>> {
         Box::pin(async move {
             let relayed = self
                 .relayed_devices(std::slice::from_ref(&device_id))
@@ -382,7 +381,7 @@ impl PushGateway for PushService {
         &self,
         device_ids: Vec<String>,
         organization_id: String,
-    ) -> BoxFuture<'_, Result<u64, ApiError>> {
+    ) -> BoxFuture<'_, Result<u64, GatewayError>> {
         Box::pin(self.update_organization(device_ids, organization_id, true))
     }
 
@@ -390,7 +389,7 @@ impl PushGateway for PushService {
         &self,
         device_ids: Vec<String>,
         organization_id: String,
-    ) -> BoxFuture<'_, Result<u64, ApiError>> {
+    ) -> BoxFuture<'_, Result<u64, GatewayError>> {
         Box::pin(self.update_organization(device_ids, organization_id, false))
     }
 
@@ -398,7 +397,7 @@ impl PushGateway for PushService {
         &self,
         target: DeviceTarget,
         message: PushMessage,
-    ) -> BoxFuture<'_, Result<u64, ApiError>> {
+    ) -> BoxFuture<'_, Result<u64, GatewayError>> {
         Box::pin(async move {
             let platforms = self.providers.platforms();
             let enqueued = self
@@ -461,7 +460,7 @@ impl InstallationDirectory for PushService {
         &self,
         id: String,
         secret: String,
-    ) -> BoxFuture<'_, Result<SecretVerdict, ApiError>> {
+    ) -> BoxFuture<'_, Result<SecretVerdict, GatewayError>> {
         Box::pin(async move {
             Ok(
                 match self
@@ -479,7 +478,7 @@ impl InstallationDirectory for PushService {
         })
     }
 
-    fn is_enabled(&self, id: String) -> BoxFuture<'_, Result<bool, ApiError>> {
+    fn is_enabled(&self, id: String) -> BoxFuture<'_, Result<bool, GatewayError>> {
         Box::pin(async move {
             Ok(self
                 .store

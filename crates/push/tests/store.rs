@@ -4,10 +4,10 @@ mod support;
 
 use std::time::Duration;
 
-use pushwarden_bitwarden::client_type::ClientType;
-use pushwarden_bitwarden::device_push::{DeviceTarget, PushMessage};
-use pushwarden_bitwarden::notification::{Recipient, Target};
-use pushwarden_bitwarden::PushType;
+use pushwarden_model::ClientType;
+use pushwarden_model::PushType;
+use pushwarden_model::{DeviceTarget, PushMessage};
+use pushwarden_model::{Recipient, Target};
 use pushwarden_push::apns::Environment;
 use pushwarden_push::registration::{Channel, Platform, Registration};
 use pushwarden_push::store::{RetryPlan, Store};

@@ -12,6 +12,7 @@ use p256::elliptic_curve::sec1::ToEncodedPoint as _;
 use p256::SecretKey;
 use pushwarden_fakes::webpush::FakeWebPush;
 use pushwarden_fakes::Reply;
+use pushwarden_push::providers::parse_subscription;
 use pushwarden_push::webpush::{
     build_request, check_endpoint, decrypt, encrypt, send, Outcome, Subscription, Urgency,
     VapidKey, WebPushError, MAX_PLAINTEXT,
@@ -371,7 +372,8 @@ async fn send_against_fake_push_service() {
         if let Some(reply) = reply {
             fake.script(fake_sub.id(), reply, 1);
         }
-        let sub = fake_sub.to_webpush().expect("subscription");
+        let sub = parse_subscription(&fake_sub.endpoint, &fake_sub.p256dh, &fake_sub.auth, true)
+            .expect("subscription");
         check_endpoint(&sub.endpoint, true).expect("loopback allowed in tests");
         assert!(check_endpoint(&sub.endpoint, false).is_err());
         let req =
@@ -414,9 +416,14 @@ async fn send_against_fake_push_service() {
     // A key the subscription was not created with is refused (403 → permanent).
     let restricted = fake
         .subscribe_with_key(vapid.public_key_base64url())
-        .expect("subscribe")
-        .to_webpush()
-        .expect("subscription");
+        .expect("subscribe");
+    let restricted = parse_subscription(
+        &restricted.endpoint,
+        &restricted.p256dh,
+        &restricted.auth,
+        true,
+    )
+    .expect("subscription");
     let req =
         build_request(&restricted, payload, &vapid, SUBJECT, 60, Urgency::Normal).expect("build");
     assert_eq!(send(&client, &req).await, Outcome::Delivered);

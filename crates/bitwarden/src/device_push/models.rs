@@ -4,11 +4,14 @@
 
 use serde_json::{Map, Value};
 
-use super::{ApiError, DeviceRegistration, DeviceTarget, PushChannel, PushMessage};
-use crate::client_type::ClientType;
-use crate::notification::{normalize_id, Recipient, Target};
+use pushwarden_model::{
+    ClientType, DeviceRegistration, DeviceTarget, PushChannel, PushMessage, PushType, Recipient,
+    Target,
+};
+
+use super::ApiError;
+use crate::notification::normalize_id;
 use crate::payload::field;
-use crate::push_type::PushType;
 
 pub(super) fn parse_object(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
     match serde_json::from_slice(body) {
@@ -48,85 +51,82 @@ fn optional_u8(map: &Map<String, Value>, name: &str) -> Result<Option<u8>, ApiEr
     }
 }
 
-impl DeviceRegistration {
-    /// Parses `PushRegistrationRequestModel` (plus `webPush` and `apnsEnvironment`).
-    pub fn parse(body: &[u8]) -> Result<Self, ApiError> {
-        let map = parse_object(body)?;
-        let device_type = optional_u8(&map, "type")?
-            .ok_or_else(|| ApiError::BadRequest("`type` (the DeviceType) is required".into()))?;
-        let token = match field(&map, "pushToken") {
-            None | Some(Value::Null) => None,
-            Some(Value::String(s)) if s.trim().is_empty() => None,
-            Some(Value::String(s)) => Some(s.trim().to_owned()),
-            Some(_) => return Err(ApiError::BadRequest("`pushToken` must be a string".into())),
-        };
-        let web_push = match field(&map, "webPush") {
-            None | Some(Value::Null) => None,
-            Some(Value::Object(sub)) => {
-                let part = |name: &str| match field(sub, name) {
-                    Some(Value::String(s)) if !s.trim().is_empty() => Ok(s.trim().to_owned()),
-                    _ => Err(ApiError::BadRequest(format!(
-                        "`webPush.{name}` is required and must be a string"
-                    ))),
-                };
-                Some(PushChannel::WebPush {
-                    endpoint: part("endpoint")?,
-                    p256dh: part("p256dh")?,
-                    auth: part("auth")?,
-                })
-            }
-            Some(_) => {
-                return Err(ApiError::BadRequest(
-                    "`webPush` must be an object {endpoint, p256dh, auth}".into(),
-                ))
-            }
-        };
-        let channel = match (token, web_push) {
-            (Some(t), None) => PushChannel::Token(t),
-            (None, Some(w)) => w,
-            (Some(_), Some(_)) => {
-                return Err(ApiError::BadRequest(
-                    "give either `pushToken` or `webPush`, not both".into(),
-                ))
-            }
-            (None, None) => {
-                return Err(ApiError::BadRequest(
-                    "`pushToken` (APNs/FCM) or `webPush` {endpoint, p256dh, auth} is required"
-                        .into(),
-                ))
-            }
-        };
-        let organization_ids = match field(&map, "organizationIds") {
-            None | Some(Value::Null) => Vec::new(),
-            Some(Value::Array(items)) => items
-                .iter()
-                .filter_map(|v| match v {
-                    Value::String(s) if s.trim().is_empty() => None,
-                    Value::String(s) => Some(Ok(normalize_id(s))),
-                    _ => Some(Err(ApiError::BadRequest(
-                        "`organizationIds` must be an array of strings".into(),
-                    ))),
-                })
-                .collect::<Result<_, _>>()?,
-            Some(_) => {
-                return Err(ApiError::BadRequest(
+/// Parses `PushRegistrationRequestModel` (plus `webPush` and `apnsEnvironment`).
+pub fn parse_registration(body: &[u8]) -> Result<DeviceRegistration, ApiError> {
+    let map = parse_object(body)?;
+    let device_type = optional_u8(&map, "type")?
+        .ok_or_else(|| ApiError::BadRequest("`type` (the DeviceType) is required".into()))?;
+    let token = match field(&map, "pushToken") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) if s.trim().is_empty() => None,
+        Some(Value::String(s)) => Some(s.trim().to_owned()),
+        Some(_) => return Err(ApiError::BadRequest("`pushToken` must be a string".into())),
+    };
+    let web_push = match field(&map, "webPush") {
+        None | Some(Value::Null) => None,
+        Some(Value::Object(sub)) => {
+            let part = |name: &str| match field(sub, name) {
+                Some(Value::String(s)) if !s.trim().is_empty() => Ok(s.trim().to_owned()),
+                _ => Err(ApiError::BadRequest(format!(
+                    "`webPush.{name}` is required and must be a string"
+                ))),
+            };
+            Some(PushChannel::WebPush {
+                endpoint: part("endpoint")?,
+                p256dh: part("p256dh")?,
+                auth: part("auth")?,
+            })
+        }
+        Some(_) => {
+            return Err(ApiError::BadRequest(
+                "`webPush` must be an object {endpoint, p256dh, auth}".into(),
+            ))
+        }
+    };
+    let channel = match (token, web_push) {
+        (Some(t), None) => PushChannel::Token(t),
+        (None, Some(w)) => w,
+        (Some(_), Some(_)) => {
+            return Err(ApiError::BadRequest(
+                "give either `pushToken` or `webPush`, not both".into(),
+            ))
+        }
+        (None, None) => {
+            return Err(ApiError::BadRequest(
+                "`pushToken` (APNs/FCM) or `webPush` {endpoint, p256dh, auth} is required".into(),
+            ))
+        }
+    };
+    let organization_ids = match field(&map, "organizationIds") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(items)) => items
+            .iter()
+            .filter_map(|v| match v {
+                Value::String(s) if s.trim().is_empty() => None,
+                Value::String(s) => Some(Ok(normalize_id(s))),
+                _ => Some(Err(ApiError::BadRequest(
                     "`organizationIds` must be an array of strings".into(),
-                ))
-            }
-        };
-        Ok(Self {
-            device_id: required_string(&map, "deviceId")?,
-            user_id: required_string(&map, "userId")?,
-            identifier: optional_string(&map, "identifier")?,
-            device_type,
-            channel,
-            organization_ids,
-            installation_id: optional_string(&map, "installationId")?
-                .filter(|id| id != "00000000-0000-0000-0000-000000000000"),
-            apns_environment: optional_string(&map, "apnsEnvironment")?,
-            owner: None,
-        })
-    }
+                ))),
+            })
+            .collect::<Result<_, _>>()?,
+        Some(_) => {
+            return Err(ApiError::BadRequest(
+                "`organizationIds` must be an array of strings".into(),
+            ))
+        }
+    };
+    Ok(DeviceRegistration {
+        device_id: required_string(&map, "deviceId")?,
+        user_id: required_string(&map, "userId")?,
+        identifier: optional_string(&map, "identifier")?,
+        device_type,
+        channel,
+        organization_ids,
+        installation_id: optional_string(&map, "installationId")?
+            .filter(|id| id != "00000000-0000-0000-0000-000000000000"),
+        apns_environment: optional_string(&map, "apnsEnvironment")?,
+        owner: None,
+    })
 }
 
 /// `PushUpdateRequestModel`: `{devices: [{id}], organizationId}`.
@@ -207,14 +207,14 @@ pub fn parse_send(body: &[u8]) -> Result<(DeviceTarget, PushMessage), ApiError> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::notification::Recipient;
+    use pushwarden_model::Recipient;
     use serde_json::json;
 
     const U: &str = "d2ea5b72-1111-4a4a-9f9f-000000000001";
 
     #[test]
     fn registration_models() {
-        let r = DeviceRegistration::parse(
+        let r = parse_registration(
             json!({"DeviceId": "dev-1", "PushToken": "tok", "UserId": U.to_uppercase(),
                    "Identifier": "ident", "Type": 0, "OrganizationIds": ["o1", ""],
                    "InstallationId": "00000000-0000-0000-0000-000000000000"})
@@ -226,7 +226,7 @@ mod tests {
         assert_eq!(r.user_id, U);
         assert_eq!(r.organization_ids, vec!["o1".to_owned()]);
         assert_eq!(r.installation_id, None);
-        let w = DeviceRegistration::parse(
+        let w = parse_registration(
             json!({"deviceId": "d", "userId": U, "type": 9,
                    "webPush": {"endpoint": "https://push.example/x", "p256dh": "k", "auth": "a"}})
             .to_string()
@@ -244,7 +244,7 @@ mod tests {
             json!({"deviceId": "d", "userId": U, "type": 0, "webPush": {"endpoint": "e"}}),
         ] {
             assert!(
-                DeviceRegistration::parse(bad.to_string().as_bytes()).is_err(),
+                parse_registration(bad.to_string().as_bytes()).is_err(),
                 "{bad}"
             );
         }

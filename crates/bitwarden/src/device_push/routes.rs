@@ -11,11 +11,15 @@ use axum::Json;
 use bytes::Bytes;
 use pushwarden_auth::{token_from_request, AuthError};
 
-use super::models::{parse_object, parse_send, parse_update, required_string};
-use super::{ApiError, DeviceRegistration, DeviceTarget, PushGateway};
+use pushwarden_model::{
+    DeviceRegistration, DeviceTarget, InstallationDirectory, PushGateway, Recipient,
+};
+
+use super::models::{parse_object, parse_registration, parse_send, parse_update, required_string};
+use super::ApiError;
 use crate::hubs::auth_rejection;
-use crate::notification::{normalize_id, Recipient};
-use crate::relay::{Caller, InstallationDirectory, InstallationTokens, RateLimits};
+use crate::notification::normalize_id;
+use crate::relay::{Caller, InstallationTokens, RateLimits};
 use crate::send::SendAuthorizer;
 
 /// State of the push API routes.
@@ -80,7 +84,7 @@ async fn installation_caller(
             )
             .into_response());
         }
-        Err(e) => return Err(e.into_response()),
+        Err(e) => return Err(ApiError::from(e).into_response()),
     }
     metrics::counter!("pushwarden_relay_requests_total", "installation" => installation.clone(), "endpoint" => endpoint)
         .increment(1);
@@ -92,7 +96,8 @@ async fn installation_caller(
     Ok(Caller::Installation(installation))
 }
 
-fn rejected(endpoint: &'static str, error: ApiError) -> Response {
+fn rejected(endpoint: &'static str, error: impl Into<ApiError>) -> Response {
+    let error = error.into();
     let reason = match error {
         ApiError::BadRequest(_) => "bad_request",
         ApiError::Unavailable(_) => "unavailable",
@@ -162,11 +167,10 @@ pub async fn register(
         Ok(c) => c,
         Err(r) => return r,
     };
-    let device =
-        match DeviceRegistration::parse(&body).and_then(|d| relayed_registration(&caller, d)) {
-            Ok(d) => d,
-            Err(e) => return rejected("register", e),
-        };
+    let device = match parse_registration(&body).and_then(|d| relayed_registration(&caller, d)) {
+        Ok(d) => d,
+        Err(e) => return rejected("register", e),
+    };
     let device_id = device.device_id.clone();
     let max_owned = state
         .relay

@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use pushwarden_bitwarden::device_push::{DeviceTarget, PushMessage};
-use pushwarden_bitwarden::notification::Recipient;
+use pushwarden_model::Recipient;
+use pushwarden_model::{DeviceTarget, PushMessage};
 use sqlx::any::AnyRow;
 use sqlx::Row;
 

@@ -272,3 +272,158 @@ impl Session for HubSession {
         self.hub.left(self);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The session applies what its machine decides; the decisions themselves are tested in
+    //! `machine`. No test here awaits, so the hub's timer task never runs: time moves only
+    //! when a test calls `tick`.
+
+    use pushwarden_protocol::{json, HubMessage, Invocation, TransferFormat};
+    use pushwarden_transport::{ConnectionInfo, Drained, OutboxLimits};
+
+    use super::*;
+    use crate::{Audience, HubOptions};
+
+    fn open(hub: &Arc<Hub>, stateful: bool) -> Arc<HubSession> {
+        let identity = Identity {
+            user_id: Some("user".into()),
+            groups: vec!["org".into()],
+        };
+        let session = hub.open(
+            identity,
+            ConnectionInfo {
+                connection_id: Some("c".into()),
+                stateful_reconnect: stateful,
+            },
+        );
+        session.transport_started(TransportKind::WebSockets);
+        session
+    }
+
+    fn drain(session: &HubSession) -> (Vec<Bytes>, Option<Drained>) {
+        let mut out = Vec::new();
+        let drained = session.outbox().try_drain(&mut out, usize::MAX);
+        (out, drained)
+    }
+
+    fn frame(message: &HubMessage<serde_json::Value>) -> Vec<u8> {
+        let mut out = Vec::new();
+        json::encode(message, &mut out);
+        out
+    }
+
+    fn control(control: Control<'_>) -> Bytes {
+        encode_control(Protocol::Json, control)
+    }
+
+    #[tokio::test]
+    async fn a_stateful_session_answers_joins_replays_acks_and_times_out() {
+        let hub = Hub::new("test", HubOptions::default(), OutboxLimits::default());
+        let session = open(&hub, true);
+        let message = SerializedMessage::invocation("Hi", Vec::new(), Vec::new());
+        assert_eq!(
+            hub.send(Audience::User("user"), &message),
+            0,
+            "not joined yet"
+        );
+
+        session.receive(&handshake::encode_request("json", 2));
+        assert_eq!(drain(&session).0, [handshake::encode_response(None)]);
+        assert_eq!(session.protocol(), Some(Protocol::Json));
+        assert_eq!(hub.send(Audience::User("user"), &message), 1);
+        assert_eq!(hub.send(Audience::Group("org"), &message), 1);
+        let hi = message.bytes(Protocol::Json).clone();
+        let (frames, drained) = drain(&session);
+        assert_eq!(frames, [hi.clone(), hi.clone()]);
+        assert_eq!(drained, Some(Drained::Frames(TransferFormat::Text)));
+
+        // The client acknowledges the first, the transport drops, a new one takes over: the
+        // second is written again after a Sequence saying it is number 2.
+        session.receive(&frame(&HubMessage::Ack { sequence_id: 1 }));
+        assert!(session.transport_lost());
+        session.transport_resumed();
+        assert_eq!(drain(&session).0, [control(Control::Sequence(2)), hi]);
+
+        // The client's Sequence, then a call of a method the hub does not have.
+        let mut data = frame(&HubMessage::Sequence { sequence_id: 1 });
+        data.extend(frame(&HubMessage::Invocation(Invocation {
+            headers: Vec::new(),
+            invocation_id: Some("1".into()),
+            target: "M".into(),
+            arguments: Vec::new(),
+            stream_ids: Vec::new(),
+        })));
+        session.receive(&data);
+        let answer = control(Control::CompletionError {
+            invocation_id: "1",
+            error: "Unknown hub method 'M'",
+        });
+        assert_eq!(drain(&session).0, [answer]);
+
+        // The timer acknowledges the call; then the silent client times out.
+        session.tick(0);
+        assert_eq!(drain(&session).0, [control(Control::Ack(1))]);
+        session.tick(60_000);
+        let close = control(Control::Close {
+            error: Some("Client timeout elapsed without receiving a message from the client."),
+            allow_reconnect: true,
+        });
+        assert_eq!(
+            drain(&session),
+            (vec![close], Some(Drained::Closed(TransferFormat::Text)))
+        );
+        assert!(
+            !session.transport_lost(),
+            "a closing connection is not kept"
+        );
+
+        session.closed();
+        assert_eq!(hub.send(Audience::User("user"), &message), 0);
+        assert_eq!(hub.connection_count(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_refused_handshake_is_answered_then_closed_without_joining() {
+        let hub = Hub::new("test", HubOptions::default(), OutboxLimits::default());
+        let session = open(&hub, false);
+        session.receive(b"{\"protocol\":\"foo\",\"version\":1}\x1e");
+        let response = handshake::encode_response(Some("The protocol 'foo' is not supported."));
+        assert_eq!(
+            drain(&session),
+            (
+                vec![Bytes::from(response)],
+                Some(Drained::Closed(TransferFormat::Text))
+            )
+        );
+        assert_eq!(session.protocol(), None);
+        let message = SerializedMessage::invocation("Hi", Vec::new(), Vec::new());
+        assert_eq!(hub.send(Audience::User("user"), &message), 0);
+        assert_eq!(hub.send(Audience::All, &message), 0);
+    }
+
+    #[tokio::test]
+    async fn shutdown_tells_an_open_client_whether_to_reconnect() {
+        let hub = Hub::new("test", HubOptions::default(), OutboxLimits::default());
+        let session = open(&hub, false);
+        session.receive(&handshake::encode_request("json", 1));
+        drain(&session);
+        hub.close_all(true);
+        let close = control(Control::Close {
+            error: None,
+            allow_reconnect: true,
+        });
+        assert_eq!(
+            drain(&session),
+            (vec![close], Some(Drained::Closed(TransferFormat::Text)))
+        );
+    }
+
+    /// Every connection holds a session: it is part of the memory per idle connection (see
+    /// BENCHMARKS.md), so it must not grow.
+    #[test]
+    #[cfg(target_pointer_width = "64")]
+    fn the_session_stays_small() {
+        assert!(std::mem::size_of::<HubSession>() <= 272);
+    }
+}

@@ -34,7 +34,7 @@ pub enum HandshakeRefusal {
     /// A hub protocol other than `json` and `messagepack`.
     #[error("The protocol '{0}' is not supported.")]
     UnsupportedProtocol(String),
-    /// A version newer than [`MAX_PROTOCOL_VERSION`].
+    /// A version newer than the server speaks (2).
     #[error("The server does not support version {} of the '{}' protocol.", .version, .protocol.name())]
     UnsupportedVersion { protocol: Protocol, version: u32 },
     /// MessagePack over a transport that carries only text (Server-Sent Events).

@@ -1,4 +1,4 @@
-//! One client connection as the hub sees it: the I/O around its [`Machine`].
+//! One client connection as the hub sees it: the I/O around its `Machine`.
 //!
 //! The machine decides (handshake, keep-alive, client timeout, stateful reconnect, answers to
 //! invocations, when to close and why); this file applies its actions: frames into the

@@ -10,6 +10,7 @@ use pushwarden_protocol::Protocol;
 use pushwarden_transport::{ConnectionInfo, OutboxLimits};
 
 use crate::identity::Identity;
+use crate::machine::CloseReason;
 use crate::message::{encode_control, Control, SerializedMessage};
 use crate::metrics::HubMetrics;
 use crate::options::HubOptions;
@@ -217,7 +218,7 @@ impl Hub {
     /// yes: another instance, or this one restarted, will take them).
     pub fn close_all(&self, allow_reconnect: bool) {
         for session in self.snapshot() {
-            session.close(None, allow_reconnect, false);
+            session.close(CloseReason::Shutdown { allow_reconnect });
         }
     }
 

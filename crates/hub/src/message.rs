@@ -74,7 +74,7 @@ pub(crate) fn encode_control(protocol: Protocol, message: Control<'_>) -> Bytes 
 }
 
 /// Messages the hub itself sends.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Control<'a> {
     Ping,
     Close {
@@ -91,6 +91,12 @@ pub(crate) enum Control<'a> {
 }
 
 impl Control<'_> {
+    /// Whether the frame counts in stateful reconnect's sequence (gets a sequence id, is kept
+    /// until acknowledged): a Completion does; Ping, Close, Ack and Sequence do not.
+    pub(crate) fn is_trackable(self) -> bool {
+        matches!(self, Control::CompletionError { .. })
+    }
+
     fn to_message<V>(self) -> HubMessage<V> {
         match self {
             Control::Ping => HubMessage::Ping,

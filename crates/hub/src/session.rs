@@ -1,42 +1,26 @@
-//! One client connection as the hub sees it: handshake, incoming hub messages, keep-alive
-//! timers, stateful-reconnect sequence numbers, and delivery into its outbox.
+//! One client connection as the hub sees it: the I/O around its `Machine`.
+//!
+//! The machine decides (handshake, keep-alive, client timeout, stateful reconnect, answers to
+//! invocations, when to close and why); this file applies its actions: frames into the
+//! outbox, metrics, joining the hub's user and group maps. It also delivers fan-out messages,
+//! which need no decision beyond the protocol chosen at handshake, so they take no lock but
+//! the outbox's.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
 use parking_lot::Mutex;
-use pushwarden_protocol::{
-    handshake, DecodedMessage, HubMessage, MessageReader, Protocol, ProtocolError,
-};
+use pushwarden_protocol::{handshake, Protocol};
 use pushwarden_transport::{Outbox, PushError, Session, TransportKind};
 
 use crate::hub::{Hub, Membership};
 use crate::identity::Identity;
+use crate::machine::{Action, CloseReason, Machine};
 use crate::message::{encode_control, Control, SerializedMessage};
 
-/// Newest hub protocol version we speak (2 adds stateful reconnect), for JSON and MessagePack.
-const MAX_PROTOCOL_VERSION: u32 = 2;
-
-enum Phase {
-    /// Collecting the handshake request.
-    Handshake(Vec<u8>),
-    Open(Box<OpenState>),
-    Closed,
-}
-
-struct OpenState {
-    reader: MessageReader,
-    /// Highest client sequence id processed (stateful reconnect).
-    received: u64,
-    /// Sequence id of the last trackable message read, which may be a duplicate after a
-    /// reconnect.
-    current: u64,
-    /// After a reconnect nothing is processed until the client's Sequence message.
-    awaiting_sequence: bool,
-    /// Highest sequence id we told the client we received.
-    acked: u64,
-}
+/// The handshake response that accepts a connection (`{}` and the record separator).
+const HANDSHAKE_OK: &[u8] = b"{}\x1e";
 
 pub struct HubSession {
     pub(crate) id: u64,
@@ -48,17 +32,17 @@ pub struct HubSession {
     hub: Arc<Hub>,
     pub(crate) identity: Identity,
     outbox: Outbox,
-    phase: Mutex<Phase>,
+    /// Never locked inside the hub's maps, nor are they locked inside it; the outbox's lock
+    /// may be taken inside it.
+    machine: Mutex<Machine>,
+    /// The protocol chosen at handshake, for readers that take no lock (fan-out):
     /// 0 = handshake not done, else 1 + protocol index.
     protocol: AtomicU8,
+    /// The transport, for readers that take no lock (metrics labels):
     /// 0 = not started, else 1 + transport index.
     transport: AtomicU8,
-    stateful_offered: bool,
-    stateful: AtomicBool,
-    pub(crate) opened_at: u64,
-    /// Hub clock (ms) of the last bytes from the client.
-    last_received: AtomicU64,
-    /// Hub clock (ms) of the last frame queued to the client.
+    /// Hub clock (ms) of the last frame queued to the client. Kept outside the machine:
+    /// every delivery updates it, and deliveries take no lock but the outbox's.
     last_sent: AtomicU64,
 }
 
@@ -80,13 +64,9 @@ impl HubSession {
             hub,
             identity,
             outbox,
-            phase: Mutex::new(Phase::Handshake(Vec::new())),
+            machine: Mutex::new(Machine::new(now, stateful_offered)),
             protocol: AtomicU8::new(0),
             transport: AtomicU8::new(0),
-            stateful_offered,
-            stateful: AtomicBool::new(false),
-            opened_at: now,
-            last_received: AtomicU64::new(now),
             last_sent: AtomicU64::new(now),
         })
     }
@@ -131,41 +111,55 @@ impl HubSession {
             }
             Err(PushError::Closed) => false,
             Err(PushError::Overflow) => {
-                self.hub.metrics().queue_overflow();
                 tracing::warn!(
                     hub = self.hub.name(),
                     connection = self.id,
                     queued_bytes = self.outbox.queued_bytes(),
                     "closing a connection whose client does not keep up"
                 );
-                self.close(
-                    Some("Outgoing message queue full: the client is not reading."),
-                    true,
-                    true,
-                );
+                self.close(CloseReason::QueueFull);
                 false
             }
         }
     }
 
-    fn push_control(&self, protocol: Protocol, control: Control<'_>) {
-        // A Completion counts in stateful reconnect's sequence; Ping, Ack and Sequence do not.
-        let tracked = matches!(control, Control::CompletionError { .. });
-        self.push(encode_control(protocol, control), tracked);
-    }
-
-    /// Closes the connection, telling the client why when the handshake is done.
-    pub fn close(&self, error: Option<&str>, allow_reconnect: bool, discard_queued: bool) {
-        let last = self.protocol().map(|p| {
-            encode_control(
-                p,
+    /// Closes the connection, telling the client why when the handshake is done and the
+    /// reason calls for a Close message.
+    ///
+    /// Does not go through the machine: this is called while it is locked (a push that
+    /// overflows). The machine learns nothing it needs: once the outbox is closing, the
+    /// timer leaves the connection alone and whatever else the machine asks for is refused
+    /// by the outbox.
+    pub fn close(&self, reason: CloseReason) {
+        match &reason {
+            CloseReason::HandshakeTimeout => self.hub.metrics().handshake_failed("timeout"),
+            CloseReason::HandshakeRefused(_) => self.hub.metrics().handshake_failed("invalid"),
+            CloseReason::ClientTimeout => self.hub.metrics().client_timeout(),
+            CloseReason::QueueFull => self.hub.metrics().queue_overflow(),
+            CloseReason::Error(_) => self.hub.metrics().protocol_error(),
+            CloseReason::ClientClosed | CloseReason::Shutdown { .. } => {}
+        }
+        tracing::debug!(
+            hub = self.hub.name(),
+            connection = self.id,
+            %reason,
+            "closing connection"
+        );
+        if let CloseReason::HandshakeRefused(refusal) = &reason {
+            let response = handshake::encode_response(Some(&refusal.to_string()));
+            self.push(Bytes::from(response), false);
+        }
+        let last = match (reason.close_message(), self.protocol()) {
+            (Some(message), Some(protocol)) => Some(encode_control(
+                protocol,
                 Control::Close {
-                    error,
-                    allow_reconnect,
+                    error: message.error.as_deref(),
+                    allow_reconnect: message.allow_reconnect,
                 },
-            )
-        });
-        self.outbox.close(last, discard_queued);
+            )),
+            _ => None,
+        };
+        self.outbox.close(last, reason.discards_queued());
     }
 
     /// Called by the hub's timer. `now` is the hub clock in milliseconds.
@@ -173,192 +167,54 @@ impl HubSession {
         if self.outbox.is_closing() {
             return;
         }
-        let options = self.hub.options();
-        let Some(protocol) = self.protocol() else {
-            if now.saturating_sub(self.opened_at) > options.handshake_timeout.as_millis() as u64 {
-                self.hub.metrics().handshake_failed("timeout");
-                self.close(None, false, true);
-            }
-            return;
-        };
-        let inherent = self
-            .transport()
-            .is_some_and(TransportKind::has_inherent_keep_alive);
-        if !inherent {
-            let silent = now.saturating_sub(self.last_received.load(Ordering::Relaxed));
-            if silent > options.client_timeout.as_millis() as u64 {
-                self.hub.metrics().client_timeout();
-                self.close(
-                    Some("Client timeout elapsed without receiving a message from the client."),
-                    true,
-                    true,
+        let last_sent = self.last_sent.load(Ordering::Relaxed);
+        self.machine
+            .lock()
+            .handle_timeout(now, last_sent, self.hub.options(), &mut |action| {
+                self.apply(action);
+            });
+    }
+
+    /// Applies one action of the machine (which may be locked: see the field's comment).
+    /// Returns true when the handshake completed, so that the caller joins the hub's maps
+    /// once the machine is unlocked.
+    fn apply(&self, action: Action<'_>) -> bool {
+        match action {
+            Action::Opened { protocol, stateful } => {
+                self.outbox.set_format(protocol.transfer_format());
+                self.outbox.set_retain(stateful);
+                self.protocol.store(
+                    match protocol {
+                        Protocol::Json => 1,
+                        Protocol::MessagePack => 2,
+                    },
+                    Ordering::Release,
                 );
-                return;
+                self.push(Bytes::from_static(HANDSHAKE_OK), false);
+                return true;
             }
-            let quiet = now.saturating_sub(self.last_sent.load(Ordering::Relaxed));
-            if quiet >= options.keep_alive_interval.as_millis() as u64 {
-                self.push(self.hub.ping_frame(protocol).clone(), false);
-            }
-        }
-        if self.stateful.load(Ordering::Relaxed) {
-            let ack = {
-                let mut phase = self.phase.lock();
-                match &mut *phase {
-                    Phase::Open(open) if open.received > open.acked => {
-                        open.acked = open.received;
-                        Some(open.received)
-                    }
-                    _ => None,
-                }
-            };
-            if let Some(id) = ack {
-                self.push_control(protocol, Control::Ack(id));
-            }
-        }
-    }
-
-    fn process_handshake(&self, buffer: &[u8]) -> Result<Option<(Box<OpenState>, usize)>, String> {
-        let max = self.hub.options().max_message_size;
-        let (request, consumed) = match handshake::parse_request(buffer, max) {
-            Ok(None) => return Ok(None),
-            Ok(Some(parsed)) => parsed,
-            Err(e) => return Err(e.to_string()),
-        };
-        let Some(protocol) = Protocol::from_name(&request.protocol) else {
-            return Err(format!(
-                "The protocol '{}' is not supported.",
-                request.protocol
-            ));
-        };
-        if request.version > MAX_PROTOCOL_VERSION {
-            return Err(format!(
-                "The server does not support version {} of the '{}' protocol.",
-                request.version, request.protocol
-            ));
-        }
-        if protocol == Protocol::MessagePack
-            && self.transport().is_some_and(|t| !t.supports_binary())
-        {
-            return Err(format!(
-                "Cannot use the '{}' protocol on the current transport. The transport does not support 'Binary' transfer format.",
-                request.protocol
-            ));
-        }
-        // Stateful reconnect needs both: granted at negotiate, and a version-2 handshake.
-        let stateful = self.stateful_offered && request.version >= 2;
-        self.outbox.set_format(protocol.transfer_format());
-        self.outbox.set_retain(stateful);
-        self.stateful.store(stateful, Ordering::Relaxed);
-        self.protocol.store(
-            match protocol {
-                Protocol::Json => 1,
-                Protocol::MessagePack => 2,
-            },
-            Ordering::Release,
-        );
-        self.push(Bytes::from(handshake::encode_response(None)), false);
-        let open = Box::new(OpenState {
-            reader: MessageReader::new(protocol, max),
-            received: 0,
-            current: 0,
-            awaiting_sequence: false,
-            acked: 0,
-        });
-        Ok(Some((open, consumed)))
-    }
-
-    /// Handles every complete message buffered in `open`.
-    fn process_messages(&self, open: &mut OpenState, protocol: Protocol) -> Result<(), String> {
-        loop {
-            let message = match open.reader.next() {
-                Ok(Some(m)) => m,
-                Ok(None) => return Ok(()),
-                Err(ProtocolError::UnknownMessageType(t)) => {
-                    // Newer clients may send types we do not know; the spec says to ignore them.
-                    tracing::debug!(message_type = t, "ignoring unknown message type");
-                    continue;
-                }
-                Err(e) => return Err(e.to_string()),
-            };
-            match message {
-                DecodedMessage::Json(m) => self.handle(open, protocol, m)?,
-                DecodedMessage::MessagePack(m) => self.handle(open, protocol, m)?,
-            }
-        }
-    }
-
-    fn handle<V>(
-        &self,
-        open: &mut OpenState,
-        protocol: Protocol,
-        message: HubMessage<V>,
-    ) -> Result<(), String> {
-        self.hub.metrics().message_received(message.type_id());
-        if open.awaiting_sequence {
-            if let HubMessage::Sequence { sequence_id } = message {
-                if sequence_id > open.received + 1 {
-                    return Err(
-                        "Sequence ID greater than amount of messages we've received.".into(),
-                    );
-                }
-                open.current = sequence_id.saturating_sub(1);
-                open.awaiting_sequence = false;
-            }
-            return Ok(());
-        }
-        if message.is_trackable() && self.stateful.load(Ordering::Relaxed) {
-            open.current += 1;
-            if open.current <= open.received {
-                return Ok(()); // already processed before the reconnect
-            }
-            open.received = open.current;
-        }
-        match message {
-            HubMessage::Ping => {}
-            HubMessage::Close { .. } => {
-                // The client is leaving; nothing more to send it.
-                self.outbox.close(None, true);
-            }
-            HubMessage::Invocation(inv) | HubMessage::StreamInvocation(inv) => {
-                // Bitwarden's hubs define no client-callable methods: answer as ASP.NET Core
-                // does for an unknown method, unless the client asked for no answer.
-                if let Some(id) = inv.invocation_id.as_deref() {
-                    let error = format!("Unknown hub method '{}'", inv.target);
-                    self.push_control(
-                        protocol,
-                        Control::CompletionError {
-                            invocation_id: id,
-                            error: &error,
-                        },
-                    );
+            Action::Received(message_type) => self.hub.metrics().message_received(message_type),
+            Action::Send(control) => {
+                if let Some(protocol) = self.protocol() {
+                    let frame = match control {
+                        // Every connection of a protocol shares one encoded Ping.
+                        Control::Ping => self.hub.ping_frame(protocol).clone(),
+                        other => encode_control(protocol, other),
+                    };
+                    self.push(frame, control.is_trackable());
                 }
             }
-            HubMessage::Ack { sequence_id } => self.outbox.ack(sequence_id),
-            HubMessage::Sequence { .. } => {
-                // Only meaningful right after a reconnect, handled above.
+            Action::Acknowledged(sequence_id) => self.outbox.ack(sequence_id),
+            Action::Replay => {
+                if let Some(protocol) = self.protocol() {
+                    self.outbox
+                        .rewind(|first| encode_control(protocol, Control::Sequence(first)));
+                    self.hub.metrics().reconnected();
+                }
             }
-            HubMessage::StreamItem { .. }
-            | HubMessage::Completion { .. }
-            | HubMessage::CancelInvocation { .. } => {
-                // No streams or client results are in flight on these hubs.
-            }
+            Action::Close(reason) => self.close(reason),
         }
-        Ok(())
-    }
-
-    fn fail(&self, reason: &'static str, message: &str) {
-        tracing::debug!(
-            hub = self.hub.name(),
-            connection = self.id,
-            reason,
-            message,
-            "closing connection"
-        );
-        self.close(
-            Some(&format!("Connection closed with an error. {message}")),
-            false,
-            false,
-        );
+        false
     }
 }
 
@@ -374,13 +230,19 @@ impl Session for HubSession {
             TransportKind::LongPolling => 3,
         };
         self.transport.store(v, Ordering::Release);
+        self.machine.lock().on_transport_started(kind);
     }
 
     fn receive(&self, data: &[u8]) {
-        self.last_received
-            .store(self.hub.now_ms(), Ordering::Relaxed);
-        if self.receive_locked(data) {
-            // Joined outside the phase lock: the hub's maps are never locked inside it.
+        let mut opened = false;
+        self.machine.lock().handle_bytes(
+            self.hub.now_ms(),
+            data,
+            self.hub.options(),
+            &mut |action| opened |= self.apply(action),
+        );
+        if opened {
+            // Joined outside the machine's lock: the hub's maps are never locked inside it.
             if let Some(me) = self.me.upgrade() {
                 self.hub.joined(&me);
             }
@@ -388,86 +250,180 @@ impl Session for HubSession {
     }
 
     fn transport_failed(&self, error: &str) {
-        self.hub.metrics().protocol_error();
-        self.fail("transport", error);
+        self.machine
+            .lock()
+            .on_transport_failed(error, &mut |action| {
+                self.apply(action);
+            });
     }
 
     fn transport_lost(&self) -> bool {
-        self.stateful.load(Ordering::Relaxed) && !self.outbox.is_closing()
+        self.machine.lock().on_transport_lost() && !self.outbox.is_closing()
     }
 
     fn transport_resumed(&self) {
-        let Some(protocol) = self.protocol() else {
-            return;
-        };
-        if let Phase::Open(open) = &mut *self.phase.lock() {
-            open.awaiting_sequence = true;
-        }
-        self.outbox
-            .rewind(|first| encode_control(protocol, Control::Sequence(first)));
-        self.hub.metrics().reconnected();
+        self.machine.lock().on_transport_resumed(&mut |action| {
+            self.apply(action);
+        });
     }
 
     fn closed(&self) {
-        *self.phase.lock() = Phase::Closed;
+        self.machine.lock().on_closed();
         self.hub.left(self);
     }
 }
 
-impl HubSession {
-    /// Handles received bytes under the phase lock. Returns true when the handshake just
-    /// completed, so that the caller joins the hub's user and group maps.
-    fn receive_locked(&self, data: &[u8]) -> bool {
-        let mut phase = self.phase.lock();
-        let mut handshake_done = false;
-        match &mut *phase {
-            Phase::Closed => {}
-            Phase::Handshake(buffer) => {
-                buffer.extend_from_slice(data);
-                match self.process_handshake(buffer) {
-                    Ok(None) => {}
-                    Ok(Some((mut open, consumed))) => {
-                        let rest = buffer.split_off(consumed.min(buffer.len()));
-                        let protocol = self.protocol();
-                        handshake_done = true;
-                        let result = match protocol {
-                            Some(p) if !rest.is_empty() => {
-                                open.reader.push(&rest);
-                                self.process_messages(&mut open, p)
-                            }
-                            _ => Ok(()),
-                        };
-                        *phase = Phase::Open(open);
-                        if let Err(e) = result {
-                            *phase = Phase::Closed;
-                            drop(phase);
-                            self.hub.metrics().protocol_error();
-                            self.fail("protocol", &e);
-                        }
-                    }
-                    Err(error) => {
-                        *phase = Phase::Closed;
-                        drop(phase);
-                        self.hub.metrics().handshake_failed("invalid");
-                        tracing::debug!(hub = self.hub.name(), %error, "handshake refused");
-                        self.push(Bytes::from(handshake::encode_response(Some(&error))), false);
-                        self.outbox.close(None, false);
-                    }
-                }
-            }
-            Phase::Open(open) => {
-                let Some(protocol) = self.protocol() else {
-                    return false;
-                };
-                open.reader.push(data);
-                if let Err(e) = self.process_messages(open, protocol) {
-                    *phase = Phase::Closed;
-                    drop(phase);
-                    self.hub.metrics().protocol_error();
-                    self.fail("protocol", &e);
-                }
-            }
-        }
-        handshake_done
+#[cfg(test)]
+mod tests {
+    //! The session applies what its machine decides; the decisions themselves are tested in
+    //! `machine`. No test here awaits, so the hub's timer task never runs: time moves only
+    //! when a test calls `tick`.
+
+    use pushwarden_protocol::{json, HubMessage, Invocation, TransferFormat};
+    use pushwarden_transport::{ConnectionInfo, Drained, OutboxLimits};
+
+    use super::*;
+    use crate::{Audience, HubOptions};
+
+    fn open(hub: &Arc<Hub>, stateful: bool) -> Arc<HubSession> {
+        let identity = Identity {
+            user_id: Some("user".into()),
+            groups: vec!["org".into()],
+        };
+        let session = hub.open(
+            identity,
+            ConnectionInfo {
+                connection_id: Some("c".into()),
+                stateful_reconnect: stateful,
+            },
+        );
+        session.transport_started(TransportKind::WebSockets);
+        session
+    }
+
+    fn drain(session: &HubSession) -> (Vec<Bytes>, Option<Drained>) {
+        let mut out = Vec::new();
+        let drained = session.outbox().try_drain(&mut out, usize::MAX);
+        (out, drained)
+    }
+
+    fn frame(message: &HubMessage<serde_json::Value>) -> Vec<u8> {
+        let mut out = Vec::new();
+        json::encode(message, &mut out);
+        out
+    }
+
+    fn control(control: Control<'_>) -> Bytes {
+        encode_control(Protocol::Json, control)
+    }
+
+    #[tokio::test]
+    async fn a_stateful_session_answers_joins_replays_acks_and_times_out() {
+        let hub = Hub::new("test", HubOptions::default(), OutboxLimits::default());
+        let session = open(&hub, true);
+        let message = SerializedMessage::invocation("Hi", Vec::new(), Vec::new());
+        assert_eq!(
+            hub.send(Audience::User("user"), &message),
+            0,
+            "not joined yet"
+        );
+
+        session.receive(&handshake::encode_request("json", 2));
+        assert_eq!(drain(&session).0, [handshake::encode_response(None)]);
+        assert_eq!(session.protocol(), Some(Protocol::Json));
+        assert_eq!(hub.send(Audience::User("user"), &message), 1);
+        assert_eq!(hub.send(Audience::Group("org"), &message), 1);
+        let hi = message.bytes(Protocol::Json).clone();
+        let (frames, drained) = drain(&session);
+        assert_eq!(frames, [hi.clone(), hi.clone()]);
+        assert_eq!(drained, Some(Drained::Frames(TransferFormat::Text)));
+
+        // The client acknowledges the first, the transport drops, a new one takes over: the
+        // second is written again after a Sequence saying it is number 2.
+        session.receive(&frame(&HubMessage::Ack { sequence_id: 1 }));
+        assert!(session.transport_lost());
+        session.transport_resumed();
+        assert_eq!(drain(&session).0, [control(Control::Sequence(2)), hi]);
+
+        // The client's Sequence, then a call of a method the hub does not have.
+        let mut data = frame(&HubMessage::Sequence { sequence_id: 1 });
+        data.extend(frame(&HubMessage::Invocation(Invocation {
+            headers: Vec::new(),
+            invocation_id: Some("1".into()),
+            target: "M".into(),
+            arguments: Vec::new(),
+            stream_ids: Vec::new(),
+        })));
+        session.receive(&data);
+        let answer = control(Control::CompletionError {
+            invocation_id: "1",
+            error: "Unknown hub method 'M'",
+        });
+        assert_eq!(drain(&session).0, [answer]);
+
+        // The timer acknowledges the call; then the silent client times out.
+        session.tick(0);
+        assert_eq!(drain(&session).0, [control(Control::Ack(1))]);
+        session.tick(60_000);
+        let close = control(Control::Close {
+            error: Some("Client timeout elapsed without receiving a message from the client."),
+            allow_reconnect: true,
+        });
+        assert_eq!(
+            drain(&session),
+            (vec![close], Some(Drained::Closed(TransferFormat::Text)))
+        );
+        assert!(
+            !session.transport_lost(),
+            "a closing connection is not kept"
+        );
+
+        session.closed();
+        assert_eq!(hub.send(Audience::User("user"), &message), 0);
+        assert_eq!(hub.connection_count(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_refused_handshake_is_answered_then_closed_without_joining() {
+        let hub = Hub::new("test", HubOptions::default(), OutboxLimits::default());
+        let session = open(&hub, false);
+        session.receive(b"{\"protocol\":\"foo\",\"version\":1}\x1e");
+        let response = handshake::encode_response(Some("The protocol 'foo' is not supported."));
+        assert_eq!(
+            drain(&session),
+            (
+                vec![Bytes::from(response)],
+                Some(Drained::Closed(TransferFormat::Text))
+            )
+        );
+        assert_eq!(session.protocol(), None);
+        let message = SerializedMessage::invocation("Hi", Vec::new(), Vec::new());
+        assert_eq!(hub.send(Audience::User("user"), &message), 0);
+        assert_eq!(hub.send(Audience::All, &message), 0);
+    }
+
+    #[tokio::test]
+    async fn shutdown_tells_an_open_client_whether_to_reconnect() {
+        let hub = Hub::new("test", HubOptions::default(), OutboxLimits::default());
+        let session = open(&hub, false);
+        session.receive(&handshake::encode_request("json", 1));
+        drain(&session);
+        hub.close_all(true);
+        let close = control(Control::Close {
+            error: None,
+            allow_reconnect: true,
+        });
+        assert_eq!(
+            drain(&session),
+            (vec![close], Some(Drained::Closed(TransferFormat::Text)))
+        );
+    }
+
+    /// Every connection holds a session: it is part of the memory per idle connection (see
+    /// BENCHMARKS.md), so it must not grow.
+    #[test]
+    #[cfg(target_pointer_width = "64")]
+    fn the_session_stays_small() {
+        assert!(std::mem::size_of::<HubSession>() <= 272);
     }
 }

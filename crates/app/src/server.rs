@@ -221,7 +221,8 @@ pub async fn build(config: &Config) -> Result<(Router, Arc<Notifications>, Arc<P
         .layer(DefaultBodyLimit::max(16 * 1024))
         .with_state(token_state);
     let health_push = push.clone();
-    // What a vault server puts in its own `/config` `push` object (spec §6): Web Push when a
+    // What a vault server puts in its own `/config` `push` object (`ConfigResponseModel` in bitwarden/server's
+    // `src/Api/Models/Response/ConfigResponseModel.cs`): Web Push when a
     // VAPID key is configured, else SignalR.
     let vapid_public_key = push.providers().vapid_public_key().map(str::to_owned);
     let push_config = serde_json::json!({

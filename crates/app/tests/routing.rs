@@ -1,5 +1,6 @@
 //! Every push type reaches exactly the connections Bitwarden's `HubHelpers` would send it to
-//! (spec §2.3), in the argument shape of each hub protocol (§1.7, §2.1).
+//! (`src/Notifications/HubHelpers.cs` in bitwarden/server), in the argument shape of each hub
+//! protocol (camelCase JSON; PascalCase MessagePack as `MessagePackHubProtocol` writes it).
 //!
 //! One server, installation `INSTALLATION`, and these connections:
 //!

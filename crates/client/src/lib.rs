@@ -18,6 +18,16 @@
 //! }
 //! # Ok(()) }
 //! ```
+//!
+//! Layout:
+//!
+//! - `options`: [`ConnectOptions`], how to connect;
+//! - `endpoint`: the negotiate and WebSocket URLs derived from the hub URL;
+//! - `negotiate`: the optional `POST {hub}/negotiate` step;
+//! - `socket`: opening the WebSocket (TCP connect from a chosen source address, then upgrade);
+//! - `client`: [`HubClient`], the handshake and the stream of [`ClientEvent`]s;
+//! - `arguments`: [`Arguments`] of an invocation in either protocol;
+//! - `error`: [`ClientError`].
 
 mod arguments;
 mod client;

@@ -1,7 +1,8 @@
 //! A fake of Apple's push gateway (the HTTP/2 provider API with token authentication).
 //!
 //! It speaks HTTP/2 cleartext with prior knowledge, which is what pushwarden's `ApnsClient`
-//! uses for an `http://` endpoint, and checks what APNs checks (spec: push-providers §1):
+//! uses for an `http://` endpoint, and checks what APNs checks, as Apple's "Sending notification requests to APNs" documents
+//! (<https://developer.apple.com/documentation/usernotifications/sending-notification-requests-to-apns>):
 //!
 //! | check | refusal |
 //! |---|---|

@@ -1,5 +1,6 @@
 //! A fake of Firebase Cloud Messaging HTTP v1 together with the Google OAuth token endpoint it
-//! needs (spec: push-providers §2). FCM has no emulator, so this is the only way to run the
+//! needs (<https://firebase.google.com/docs/reference/fcm/rest/v1/projects.messages/send> and
+//! <https://developers.google.com/identity/protocols/oauth2/service-account>). FCM has no emulator, so this is the only way to run the
 //! whole service-account flow offline.
 //!
 //! `POST /token` (the service account's `token_uri`) takes the JWT-bearer grant

@@ -1,7 +1,7 @@
 //! Fakes of the push providers pushwarden talks to: APNs, FCM HTTP v1 (with Google's OAuth
 //! token endpoint) and an RFC 8030 Web Push service.
 //!
-//! None of the providers offers an emulator (spec: push-providers §6), and a fake that accepts
+//! Neither Apple, Google nor the browsers' push services offer an emulator, and a fake that accepts
 //! anything proves nothing, so each fake refuses what the real service refuses: a bad signature,
 //! a stale token, a wrong topic or audience, a missing header, a malformed message. A request
 //! that passes every check is recorded as a [`Received`] and answered the way the provider
@@ -14,6 +14,14 @@
 //!
 //! Each fake serves on its own port (127.0.0.1:0 unless an address is given) and stops when it
 //! is dropped or [shut down](apns::FakeApns::shutdown).
+//!
+//! Layout:
+//!
+//! - [`apns`], [`fcm`], [`webpush`]: one fake per provider, each checking what that service
+//!   checks;
+//! - `server`: the HTTP/1.1 and HTTP/2 (prior knowledge) server under every fake;
+//! - `jwt`: signature checks the fakes share (each checks its own claims);
+//! - `record`: what a fake saw ([`Received`], [`Event`]); `script`: scripted answers ([`Reply`]).
 
 /// The accessors every fake shares: where it listens, what it received and refused, and how to
 /// slow or stop it. Each fake keeps a `server` and a `state.recorder`.

@@ -1,5 +1,6 @@
 //! A fake RFC 8030 push service, the kind a browser or a UnifiedPush distributor hands out
-//! endpoints for (spec: push-providers §3, §4).
+//! endpoints for (RFC 8030, with RFC 8291 encryption and RFC 8292 VAPID; UnifiedPush
+//! distributors speak the same protocol: <https://unifiedpush.org/developers/spec/server/>).
 //!
 //! [`FakeWebPush::subscribe`] plays the user agent: it makes the key pair and auth secret a
 //! browser would and returns the subscription an application server stores. Pushes to

@@ -13,7 +13,21 @@
 //! | `POST {path}?id=` | client-to-server bytes for SSE and long polling |
 //! | `DELETE {path}?id=` | ends a long-polling connection |
 //!
-//! Status codes follow ASP.NET Core's `HttpConnectionDispatcher` (see the spec, A1–A4).
+//! Status codes follow ASP.NET Core's `HttpConnectionDispatcher`
+//! (`src/SignalR/common/Http.Connections/src/Internal/HttpConnectionDispatcher.cs` in
+//! dotnet/aspnetcore) and its transport spec
+//! (<https://github.com/dotnet/aspnetcore/blob/main/src/SignalR/docs/specs/TransportProtocols.md>).
+//!
+//! Layout:
+//!
+//! - `endpoint`: what a transport needs from the hub above it ([`Endpoint`], [`Session`]);
+//! - `dispatch`: requests to the hub path, routed to a transport by method, headers and `id`;
+//! - `negotiate` and `registry`: negotiate, and the connections it creates, addressable by token;
+//! - `upgrade` and `websocket`: the RFC 6455 upgrade and the WebSocket transport;
+//! - `sse`, `long_polling` and `http_send`: Server-Sent Events, long polling, and the POSTs
+//!   that carry their client-to-server bytes;
+//! - `outbox`: one connection's bounded outgoing queue ([`Outbox`]);
+//! - `options`: [`TransportOptions`].
 
 mod dispatch;
 mod endpoint;

@@ -57,22 +57,6 @@ async fn still_healthy(server: &Server, healthy: &mut HubClient) {
     wait_for_connections(server, 1).await;
 }
 
-/// Waits until `/hub` has exactly `n` connections (closing ones take a moment to leave).
-async fn wait_for_connections(server: &Server, n: usize) {
-    let deadline = Instant::now() + STEP;
-    loop {
-        let count = server.notifications.hub().connection_count();
-        if count == n {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "/hub has {count} connections, expected {n}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 /// A WebSocket upgrade request made with plain HTTP, so the refusal's status, headers and
 /// body can be inspected.
 async fn raw_upgrade(addr: SocketAddr, query: &str) -> reqwest::Response {

@@ -148,9 +148,13 @@ async fn a_websocket_that_never_handshakes_is_closed() {
         Some(other) => panic!("expected the socket to close, got {other:?}"),
     }
     assert!(opened.elapsed() <= Duration::from_secs(1));
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    assert_eq!(server.notifications.hub().connection_count(), 0);
-    assert_eq!(server.notifications.anonymous_hub().connection_count(), 0);
+    wait_for_connections(&server, 0).await;
+    wait_until(
+        "no connections on /anonymous-hub",
+        || server.notifications.anonymous_hub().connection_count(),
+        |count| *count == 0,
+    )
+    .await;
     server.shutdown().await.expect("shutdown");
 }
 

@@ -182,6 +182,9 @@ struct State {
     token_requests: AtomicUsize,
     /// Issued access tokens and when each expires.
     access_tokens: Mutex<HashMap<String, Instant>>,
+    /// How far the fake's clock runs ahead of the real one ([`FakeFcm::advance_clock`]), so a
+    /// test can expire tokens without waiting.
+    clock_offset: Mutex<Duration>,
     recorder: Recorder,
     scripts: ScriptBook<FcmErrorReply>,
 }
@@ -205,6 +208,7 @@ impl FakeFcm {
             token_delay: Mutex::new(Duration::ZERO),
             token_requests: AtomicUsize::new(0),
             access_tokens: Mutex::new(HashMap::new()),
+            clock_offset: Mutex::new(Duration::ZERO),
             recorder: Recorder::new("fcm"),
             scripts: ScriptBook::new(),
         });
@@ -269,6 +273,11 @@ impl FakeFcm {
         self.state.token_lifetime_secs.store(secs, Ordering::SeqCst);
     }
 
+    /// Moves the fake's clock forward: access tokens expire as if `by` had passed.
+    pub fn advance_clock(&self, by: Duration) {
+        *self.state.clock_offset.lock() += by;
+    }
+
     /// Slows the token endpoint, so concurrent senders overlap with a refresh.
     pub fn set_token_delay(&self, delay: Duration) {
         *self.state.token_delay.lock() = delay;
@@ -321,6 +330,11 @@ struct SendError {
 }
 
 impl State {
+    /// The fake's clock: the real one plus whatever a test advanced it by.
+    fn now(&self) -> Instant {
+        Instant::now() + *self.clock_offset.lock()
+    }
+
     async fn token_endpoint(&self, parts: &http::request::Parts, body: Incoming) -> Response<Body> {
         self.token_requests.fetch_add(1, Ordering::SeqCst);
         let delay = *self.token_delay.lock();
@@ -399,7 +413,7 @@ impl State {
         let lifetime = self.token_lifetime_secs.load(Ordering::SeqCst);
         self.access_tokens.lock().insert(
             access_token.clone(),
-            Instant::now() + Duration::from_secs(lifetime),
+            self.now() + Duration::from_secs(lifetime),
         );
         tracing::debug!(scope = %scope, "fake FCM issued an access token");
         Ok(json_response(
@@ -602,7 +616,7 @@ impl State {
             .ok_or_else(|| unauthenticated("authorization is not `Bearer <token>`"))?;
         match self.access_tokens.lock().get(bearer) {
             None => Err(unauthenticated("unknown or revoked access token")),
-            Some(expiry) if Instant::now() >= *expiry => {
+            Some(expiry) if self.now() >= *expiry => {
                 Err(unauthenticated("the access token has expired"))
             }
             Some(_) => Ok(()),

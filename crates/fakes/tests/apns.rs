@@ -705,12 +705,18 @@ async fn dropping_the_fake_stops_it() {
         Outcome::Delivered { .. }
     ));
     drop(fake);
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    assert!(
-        tokio::net::TcpStream::connect(url.trim_start_matches("http://"))
-            .await
-            .is_err()
-    );
+    // The listener closes once the server task sees the drop.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while tokio::net::TcpStream::connect(url.trim_start_matches("http://"))
+        .await
+        .is_ok()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still accepting after drop"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     assert!(matches!(
         apns.send(
             &device(),

@@ -310,7 +310,7 @@ async fn bearer_and_project_are_checked() {
             .status,
         200
     );
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    fake.advance_clock(Duration::from_secs(2));
     let expired = send_raw(&fake, "pushwarden-test", Some(&short), &message).await;
     assert_eq!(expired.status, 401);
     assert!(

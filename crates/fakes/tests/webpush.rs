@@ -344,6 +344,15 @@ async fn shutdown_stops_the_service() {
     let req = request(&sub, &vapid, b"{}");
     assert_eq!(send(&http(), &req).await, Outcome::Delivered);
     fake.shutdown();
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    assert_eq!(send(&http(), &req).await, Outcome::Retry { after: None });
+    // Shutting down is asynchronous: wait, with a deadline, until pushes find nobody there.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        match send(&http(), &req).await {
+            Outcome::Retry { after: None } => break,
+            Outcome::Delivered if std::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(10)).await
+            }
+            other => panic!("after shutdown: {other:?}"),
+        }
+    }
 }

@@ -27,6 +27,37 @@ pub const STEP: Duration = Duration::from_secs(5);
 /// How long "nothing arrives" is watched for.
 pub const QUIET: Duration = Duration::from_millis(150);
 
+/// Waits until `condition` holds, checking every 10 ms for up to [`STEP`]; panics with
+/// `what` (and the last value seen) if it never does. Tests wait on conditions, not on time.
+pub async fn wait_until<T: std::fmt::Debug>(
+    what: &str,
+    mut probe: impl FnMut() -> T,
+    condition: impl Fn(&T) -> bool,
+) -> T {
+    let deadline = tokio::time::Instant::now() + STEP;
+    loop {
+        let value = probe();
+        if condition(&value) {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "waited {STEP:?} for {what}; last seen: {value:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Waits until `/hub` has exactly `n` connections (closing ones take a moment to leave).
+pub async fn wait_for_connections(server: &Server, n: usize) {
+    wait_until(
+        &format!("{n} connections on /hub"),
+        || server.notifications.hub().connection_count(),
+        |count| *count == n,
+    )
+    .await;
+}
+
 /// Test defaults: random port, HS256 tokens, a `/send` key, an installation id, and a
 /// heartbeat too rare to show up.
 pub fn config() -> Config {

@@ -1,30 +1,34 @@
-//! Configuration: a TOML file (`--config`), then environment variables, which win.
+//! Configuration: a TOML file (`--config`), then `PUSHWARDEN_*` environment variables, which
+//! win. Layered by figment; every setting is declared once, in [`settings::SETTINGS`].
 //!
-//! The `PUSHWARDEN_*` names below are a contract other tools rely on; add, never rename.
+//! - `settings`: the declarations (TOML key, variable, kind, default, doc line);
+//! - `sources`: the file and environment providers and the checks that name each bad value;
+//! - `render`: the example file, the README table and `config check`'s output, from the table.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
-/// Everything the service and the CLI read from configuration.
-#[derive(Clone, Debug, Deserialize)]
+pub mod render;
+pub mod settings;
+pub mod sources;
+
+pub use sources::{Environment, Invalid, Layers};
+
+/// Everything the service and the CLI read from configuration. Each key's variable, default and
+/// meaning are declared in [`settings::SETTINGS`].
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
-    /// `PUSHWARDEN_LISTEN`
     pub listen: SocketAddr,
-    /// `PUSHWARDEN_DATA_DIR`: where development secrets (and later the device registry) live.
     pub data_dir: PathBuf,
-    /// `PUSHWARDEN_INSTALLATION_ID`: joins `/hub` connections to `Installation_{id}` groups.
     pub installation_id: Option<String>,
     pub jwt: JwtConfig,
     pub send: SendConfig,
     pub hub: HubConfig,
     pub transport: TransportConfig,
-    /// `PUSHWARDEN_DATABASE_URL`: `sqlite://PATH` or `postgres://…`; the device registry and the
-    /// push queue. Default: `pushwarden.db` in the data directory.
     pub database_url: Option<String>,
     pub push: PushConfig,
     pub apns: ApnsConfig,
@@ -33,56 +37,55 @@ pub struct Config {
     pub relay: RelayConfig,
     pub upstream: UpstreamConfig,
     pub tls: TlsConfig,
-    /// `PUSHWARDEN_SHUTDOWN_TIMEOUT`: how long a graceful shutdown waits for clients.
     #[serde(with = "humantime_serde")]
     pub shutdown_timeout: Duration,
 }
 
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct JwtConfig {
-    /// `PUSHWARDEN_JWT_HS256_SECRET`
     pub hs256_secret: Option<String>,
-    /// `PUSHWARDEN_JWT_RSA_PUBLIC_KEY`: path of a PEM public key (Vaultwarden's `rsa_key.pub.pem`).
     pub rsa_public_key: Option<PathBuf>,
-    /// `PUSHWARDEN_JWT_AUTHORITY`: OpenID authority (Bitwarden's identity server).
     pub authority: Option<String>,
-    /// `PUSHWARDEN_JWT_ISSUER`
     pub issuer: Option<String>,
-    /// `PUSHWARDEN_JWT_POLICY`: `bitwarden` (amr + scope, as Bitwarden's hub) or `authenticated`.
-    pub policy: Option<String>,
-    /// `PUSHWARDEN_JWT_LEEWAY`
-    #[serde(with = "humantime_serde::option")]
-    pub leeway: Option<Duration>,
+    /// `bitwarden` or `authenticated` (parsed as a `HubPolicy` when the hubs are built).
+    pub policy: String,
+    #[serde(with = "humantime_serde")]
+    pub leeway: Duration,
 }
 
-#[derive(Clone, Debug, Default, Deserialize)]
+impl Default for JwtConfig {
+    fn default() -> Self {
+        Self {
+            hs256_secret: None,
+            rsa_public_key: None,
+            authority: None,
+            issuer: None,
+            policy: "bitwarden".into(),
+            leeway: pushwarden_auth::DEFAULT_LEEWAY,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SendConfig {
-    /// `PUSHWARDEN_SEND_API_KEY`: static bearer key for `POST /send`.
     pub api_key: Option<String>,
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct HubConfig {
-    /// `PUSHWARDEN_KEEP_ALIVE_INTERVAL`
     #[serde(with = "humantime_serde")]
     pub keep_alive_interval: Duration,
-    /// `PUSHWARDEN_CLIENT_TIMEOUT`
     #[serde(with = "humantime_serde")]
     pub client_timeout: Duration,
-    /// `PUSHWARDEN_HANDSHAKE_TIMEOUT`
     #[serde(with = "humantime_serde")]
     pub handshake_timeout: Duration,
-    /// `PUSHWARDEN_HEARTBEAT_INTERVAL`: Bitwarden's `Heartbeat` invocation on `/hub`.
     #[serde(with = "humantime_serde")]
     pub heartbeat_interval: Duration,
-    /// `PUSHWARDEN_MAX_MESSAGE_SIZE`
     pub max_message_size: usize,
-    /// `PUSHWARDEN_STATEFUL_RECONNECT`
     pub stateful_reconnect: bool,
-    /// `PUSHWARDEN_MAX_QUEUED_BYTES`: per-connection outgoing queue limit.
     pub max_queued_bytes: usize,
 }
 
@@ -101,22 +104,18 @@ impl Default for HubConfig {
     }
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TransportConfig {
     pub websockets: bool,
     pub server_sent_events: bool,
     pub long_polling: bool,
-    /// `PUSHWARDEN_DISCONNECT_TIMEOUT`
     #[serde(with = "humantime_serde")]
     pub disconnect_timeout: Duration,
-    /// `PUSHWARDEN_LONG_POLL_TIMEOUT`
     #[serde(with = "humantime_serde")]
     pub long_poll_timeout: Duration,
-    /// `PUSHWARDEN_SEND_TIMEOUT`
     #[serde(with = "humantime_serde")]
     pub send_timeout: Duration,
-    /// `PUSHWARDEN_WEBSOCKET_READ_BUFFER`
     pub websocket_read_buffer: usize,
 }
 
@@ -136,24 +135,16 @@ impl Default for TransportConfig {
 }
 
 /// Delivery to registered devices.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct PushConfig {
-    /// `PUSHWARDEN_PUSH_FROM_SEND`: `/send` also pushes to registered devices. Default: on when
-    /// a provider is configured.
     pub from_send: Option<bool>,
-    /// `PUSHWARDEN_PUSH_ALLOW_PRIVATE_ENDPOINTS`: accept Web Push endpoints on private,
-    /// loopback and link-local addresses (tests, a LAN UnifiedPush distributor).
     pub allow_private_endpoints: bool,
-    /// `PUSHWARDEN_PUSH_MAX_AGE`: a push not delivered by then is dropped (counted, logged).
     #[serde(with = "humantime_serde")]
     pub max_age: Duration,
-    /// `PUSHWARDEN_PUSH_CONCURRENCY`: pushes in flight per provider.
     pub concurrency: usize,
-    /// `PUSHWARDEN_PUSH_RETRY_BASE`: first retry delay, doubled per attempt.
     #[serde(with = "humantime_serde")]
     pub retry_base: Duration,
-    /// `PUSHWARDEN_PUSH_RETRY_MAX`: longest delay between attempts.
     #[serde(with = "humantime_serde")]
     pub retry_max: Duration,
 }
@@ -173,42 +164,31 @@ impl Default for PushConfig {
 }
 
 /// APNs token authentication.
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ApnsConfig {
-    /// `PUSHWARDEN_APNS_KEY_FILE`: the `.p8` signing key.
     pub key_file: Option<PathBuf>,
-    /// `PUSHWARDEN_APNS_KEY_ID`
     pub key_id: Option<String>,
-    /// `PUSHWARDEN_APNS_TEAM_ID`
     pub team_id: Option<String>,
-    /// `PUSHWARDEN_APNS_TOPIC`: the app's bundle id.
     pub topic: Option<String>,
-    /// `PUSHWARDEN_APNS_ENDPOINT`: base URL instead of Apple's (`http://` = h2c, for tests).
     pub endpoint: Option<String>,
-    /// `PUSHWARDEN_APNS_CA_FILE`: extra trusted CA (PEM) for an `https://` endpoint.
     pub ca_file: Option<PathBuf>,
 }
 
 /// FCM HTTP v1.
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct FcmConfig {
-    /// `PUSHWARDEN_FCM_SERVICE_ACCOUNT`: the service-account JSON file.
     pub service_account: Option<PathBuf>,
-    /// `PUSHWARDEN_FCM_ENDPOINT`: base URL instead of `https://fcm.googleapis.com`.
     pub endpoint: Option<String>,
 }
 
 /// Web Push and UnifiedPush.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct WebPushConfig {
-    /// `PUSHWARDEN_VAPID_PRIVATE_KEY`: PEM file from `pushwarden vapid generate`.
     pub vapid_private_key: Option<PathBuf>,
-    /// `PUSHWARDEN_VAPID_SUBJECT`: `mailto:` or `https:` contact for push services.
     pub vapid_subject: Option<String>,
-    /// `PUSHWARDEN_WEBPUSH_TTL`: how long a push service keeps a message for an offline device.
     #[serde(with = "humantime_serde")]
     pub ttl: Duration,
 }
@@ -224,20 +204,14 @@ impl Default for WebPushConfig {
 }
 
 /// The relay role: self-hosted installations pushing through this service.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RelayConfig {
-    /// `PUSHWARDEN_RELAY_TOKEN_SECRET`: signs installation tokens (shared by every node of a
-    /// relay). Default: a secret kept in the data directory.
     pub token_secret: Option<String>,
-    /// `PUSHWARDEN_RELAY_TOKEN_LIFETIME`
     #[serde(with = "humantime_serde")]
     pub token_lifetime: Duration,
-    /// `PUSHWARDEN_RELAY_REQUESTS_PER_MINUTE`: per installation.
     pub requests_per_minute: u32,
-    /// `PUSHWARDEN_RELAY_PUSHES_PER_MINUTE`: `/push/send` calls per installation.
     pub pushes_per_minute: u32,
-    /// `PUSHWARDEN_RELAY_MAX_REGISTRATIONS`: devices per installation.
     pub max_registrations: u64,
 }
 
@@ -256,28 +230,21 @@ impl Default for RelayConfig {
 
 /// The self-hosted role: an upstream relay for mobile pushes this service has no
 /// credentials for. On when an installation id and key are set.
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct UpstreamConfig {
-    /// `PUSHWARDEN_UPSTREAM_RELAY_URI` (default `https://push.bitwarden.com`)
     pub relay_uri: Option<String>,
-    /// `PUSHWARDEN_UPSTREAM_IDENTITY_URI` (default `https://identity.bitwarden.com`)
     pub identity_uri: Option<String>,
-    /// `PUSHWARDEN_UPSTREAM_INSTALLATION_ID`
     pub installation_id: Option<String>,
-    /// `PUSHWARDEN_UPSTREAM_INSTALLATION_KEY`
     pub installation_key: Option<String>,
-    /// `PUSHWARDEN_UPSTREAM_CA_FILE`: extra trusted CA for the relay's certificate.
     pub ca_file: Option<PathBuf>,
 }
 
 /// Serving HTTPS directly (Vaultwarden accepts only `https` relay URIs).
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TlsConfig {
-    /// `PUSHWARDEN_TLS_CERT_FILE`: PEM certificate chain.
     pub cert_file: Option<PathBuf>,
-    /// `PUSHWARDEN_TLS_KEY_FILE`: PEM private key.
     pub key_file: Option<PathBuf>,
 }
 
@@ -305,238 +272,77 @@ impl Default for Config {
 }
 
 impl Config {
-    /// Reads the file (if any), then applies the environment.
-    pub fn load(file: Option<&Path>) -> Result<Self> {
-        let mut config = match file {
-            Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .with_context(|| format!("reading config file {}", path.display()))?;
-                toml::from_str(&text)
-                    .with_context(|| format!("parsing config file {}", path.display()))?
-            }
-            None => Config::default(),
-        };
-        config.apply_env(|name| std::env::var(name).ok())?;
-        Ok(config)
+    /// Reads the file (if any), then the process environment.
+    pub fn load(file: Option<&Path>) -> Result<Self, Invalid> {
+        Self::load_with(file, |name| std::env::var(name).ok())
     }
 
-    /// Applies `PUSHWARDEN_*` variables, read through `get` (tests pass a map).
-    pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> Result<()> {
-        let var = |name: &str| get(name).filter(|v| !v.trim().is_empty());
-        if let Some(v) = var("PUSHWARDEN_LISTEN") {
-            self.listen = v
-                .parse()
-                .with_context(|| format!("PUSHWARDEN_LISTEN={v}"))?;
-        }
-        if let Some(v) = var("PUSHWARDEN_DATA_DIR") {
-            self.data_dir = v.into();
-        }
-        if let Some(v) = var("PUSHWARDEN_INSTALLATION_ID") {
-            self.installation_id = Some(v);
-        }
-        if let Some(v) = var("PUSHWARDEN_JWT_HS256_SECRET") {
-            self.jwt.hs256_secret = Some(v);
-        }
-        if let Some(v) = var("PUSHWARDEN_JWT_RSA_PUBLIC_KEY") {
-            self.jwt.rsa_public_key = Some(v.into());
-        }
-        if let Some(v) = var("PUSHWARDEN_JWT_AUTHORITY") {
-            self.jwt.authority = Some(v);
-        }
-        if let Some(v) = var("PUSHWARDEN_JWT_ISSUER") {
-            self.jwt.issuer = Some(v);
-        }
-        if let Some(v) = var("PUSHWARDEN_JWT_POLICY") {
-            self.jwt.policy = Some(v);
-        }
-        if let Some(v) = var("PUSHWARDEN_SEND_API_KEY") {
-            self.send.api_key = Some(v);
-        }
-        let string = |name: &str, slot: &mut Option<String>| {
-            if let Some(v) = var(name) {
-                *slot = Some(v);
-            }
-        };
-        let path = |name: &str, slot: &mut Option<PathBuf>| {
-            if let Some(v) = var(name) {
-                *slot = Some(v.into());
-            }
-        };
-        string("PUSHWARDEN_DATABASE_URL", &mut self.database_url);
-        path("PUSHWARDEN_APNS_KEY_FILE", &mut self.apns.key_file);
-        string("PUSHWARDEN_APNS_KEY_ID", &mut self.apns.key_id);
-        string("PUSHWARDEN_APNS_TEAM_ID", &mut self.apns.team_id);
-        string("PUSHWARDEN_APNS_TOPIC", &mut self.apns.topic);
-        string("PUSHWARDEN_APNS_ENDPOINT", &mut self.apns.endpoint);
-        path("PUSHWARDEN_APNS_CA_FILE", &mut self.apns.ca_file);
-        path(
-            "PUSHWARDEN_FCM_SERVICE_ACCOUNT",
-            &mut self.fcm.service_account,
-        );
-        string("PUSHWARDEN_FCM_ENDPOINT", &mut self.fcm.endpoint);
-        path(
-            "PUSHWARDEN_VAPID_PRIVATE_KEY",
-            &mut self.webpush.vapid_private_key,
-        );
-        string("PUSHWARDEN_VAPID_SUBJECT", &mut self.webpush.vapid_subject);
-        string(
-            "PUSHWARDEN_RELAY_TOKEN_SECRET",
-            &mut self.relay.token_secret,
-        );
-        string(
-            "PUSHWARDEN_UPSTREAM_RELAY_URI",
-            &mut self.upstream.relay_uri,
-        );
-        string(
-            "PUSHWARDEN_UPSTREAM_IDENTITY_URI",
-            &mut self.upstream.identity_uri,
-        );
-        string(
-            "PUSHWARDEN_UPSTREAM_INSTALLATION_ID",
-            &mut self.upstream.installation_id,
-        );
-        string(
-            "PUSHWARDEN_UPSTREAM_INSTALLATION_KEY",
-            &mut self.upstream.installation_key,
-        );
-        path("PUSHWARDEN_UPSTREAM_CA_FILE", &mut self.upstream.ca_file);
-        path("PUSHWARDEN_TLS_CERT_FILE", &mut self.tls.cert_file);
-        path("PUSHWARDEN_TLS_KEY_FILE", &mut self.tls.key_file);
-        let flag = |name: &str, slot: &mut bool| -> Result<()> {
-            if let Some(v) = var(name) {
-                *slot = parse_bool(&v).with_context(|| format!("{name}={v}"))?;
-            }
-            Ok(())
-        };
-        flag(
-            "PUSHWARDEN_PUSH_ALLOW_PRIVATE_ENDPOINTS",
-            &mut self.push.allow_private_endpoints,
-        )?;
-        if let Some(v) = var("PUSHWARDEN_PUSH_FROM_SEND") {
-            self.push.from_send =
-                Some(parse_bool(&v).with_context(|| format!("PUSHWARDEN_PUSH_FROM_SEND={v}"))?);
-        }
-        let duration = |name: &str, slot: &mut Duration| -> Result<()> {
-            if let Some(v) = var(name) {
-                *slot = humantime::parse_duration(&v).with_context(|| format!("{name}={v}"))?;
-            }
-            Ok(())
-        };
-        let mut leeway = self.jwt.leeway.unwrap_or(Duration::from_secs(30));
-        duration("PUSHWARDEN_JWT_LEEWAY", &mut leeway)?;
-        self.jwt.leeway = Some(leeway);
-        duration(
-            "PUSHWARDEN_KEEP_ALIVE_INTERVAL",
-            &mut self.hub.keep_alive_interval,
-        )?;
-        duration("PUSHWARDEN_CLIENT_TIMEOUT", &mut self.hub.client_timeout)?;
-        duration(
-            "PUSHWARDEN_HANDSHAKE_TIMEOUT",
-            &mut self.hub.handshake_timeout,
-        )?;
-        duration(
-            "PUSHWARDEN_HEARTBEAT_INTERVAL",
-            &mut self.hub.heartbeat_interval,
-        )?;
-        duration(
-            "PUSHWARDEN_DISCONNECT_TIMEOUT",
-            &mut self.transport.disconnect_timeout,
-        )?;
-        duration(
-            "PUSHWARDEN_LONG_POLL_TIMEOUT",
-            &mut self.transport.long_poll_timeout,
-        )?;
-        duration("PUSHWARDEN_SEND_TIMEOUT", &mut self.transport.send_timeout)?;
-        duration("PUSHWARDEN_SHUTDOWN_TIMEOUT", &mut self.shutdown_timeout)?;
-        duration("PUSHWARDEN_PUSH_MAX_AGE", &mut self.push.max_age)?;
-        duration("PUSHWARDEN_PUSH_RETRY_BASE", &mut self.push.retry_base)?;
-        duration("PUSHWARDEN_PUSH_RETRY_MAX", &mut self.push.retry_max)?;
-        duration("PUSHWARDEN_WEBPUSH_TTL", &mut self.webpush.ttl)?;
-        duration(
-            "PUSHWARDEN_RELAY_TOKEN_LIFETIME",
-            &mut self.relay.token_lifetime,
-        )?;
-        let count = |name: &str, slot: &mut u64| -> Result<()> {
-            if let Some(v) = var(name) {
-                *slot = v.trim().parse().with_context(|| format!("{name}={v}"))?;
-            }
-            Ok(())
-        };
-        let mut requests = u64::from(self.relay.requests_per_minute);
-        count("PUSHWARDEN_RELAY_REQUESTS_PER_MINUTE", &mut requests)?;
-        self.relay.requests_per_minute =
-            u32::try_from(requests).context("PUSHWARDEN_RELAY_REQUESTS_PER_MINUTE is too large")?;
-        let mut pushes = u64::from(self.relay.pushes_per_minute);
-        count("PUSHWARDEN_RELAY_PUSHES_PER_MINUTE", &mut pushes)?;
-        self.relay.pushes_per_minute =
-            u32::try_from(pushes).context("PUSHWARDEN_RELAY_PUSHES_PER_MINUTE is too large")?;
-        count(
-            "PUSHWARDEN_RELAY_MAX_REGISTRATIONS",
-            &mut self.relay.max_registrations,
-        )?;
-        let number = |name: &str, slot: &mut usize| -> Result<()> {
-            if let Some(v) = var(name) {
-                *slot = v.trim().parse().with_context(|| format!("{name}={v}"))?;
-            }
-            Ok(())
-        };
-        number(
-            "PUSHWARDEN_MAX_MESSAGE_SIZE",
-            &mut self.hub.max_message_size,
-        )?;
-        number(
-            "PUSHWARDEN_MAX_QUEUED_BYTES",
-            &mut self.hub.max_queued_bytes,
-        )?;
-        number("PUSHWARDEN_PUSH_CONCURRENCY", &mut self.push.concurrency)?;
-        number(
-            "PUSHWARDEN_WEBSOCKET_READ_BUFFER",
-            &mut self.transport.websocket_read_buffer,
-        )?;
-        if let Some(v) = var("PUSHWARDEN_STATEFUL_RECONNECT") {
-            self.hub.stateful_reconnect =
-                parse_bool(&v).with_context(|| format!("PUSHWARDEN_STATEFUL_RECONNECT={v}"))?;
-        }
-        self.validate()
+    /// Reads the file (if any), then the variables `env` gives (tests pass a map).
+    pub fn load_with(
+        file: Option<&Path>,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, Invalid> {
+        Layers::new(file, Environment::read(env)).resolve()
     }
 
-    fn validate(&self) -> Result<()> {
+    /// Values that are each well-formed but wrong, or wrong together.
+    pub fn problems(&self) -> Vec<String> {
         if self.hub.client_timeout <= self.hub.keep_alive_interval {
             tracing::warn!("client_timeout should be longer than keep_alive_interval (clients ping at that rate)");
         }
+        let mut problems = Vec::new();
+        let named = |key: &str| match settings::by_key(key).and_then(|s| s.env) {
+            Some(env) => format!("{key} ({env})"),
+            None => key.to_owned(),
+        };
         if self.relay.requests_per_minute == 0 || self.relay.pushes_per_minute == 0 {
-            bail!("relay rate limits must be at least 1 per minute");
+            problems.push(format!(
+                "{} and {} must be at least 1 per minute",
+                named("relay.requests_per_minute"),
+                named("relay.pushes_per_minute")
+            ));
         }
         if self.tls.cert_file.is_some() != self.tls.key_file.is_some() {
-            bail!("TLS needs both PUSHWARDEN_TLS_CERT_FILE and PUSHWARDEN_TLS_KEY_FILE");
+            problems
+                .push("TLS needs both PUSHWARDEN_TLS_CERT_FILE and PUSHWARDEN_TLS_KEY_FILE".into());
         }
         if self.upstream.installation_id.is_some() != self.upstream.installation_key.is_some() {
-            bail!("an upstream relay needs both PUSHWARDEN_UPSTREAM_INSTALLATION_ID and PUSHWARDEN_UPSTREAM_INSTALLATION_KEY");
+            problems.push("an upstream relay needs both PUSHWARDEN_UPSTREAM_INSTALLATION_ID and PUSHWARDEN_UPSTREAM_INSTALLATION_KEY".into());
         }
         if self.push.concurrency == 0 {
-            bail!("push.concurrency must be at least 1");
+            problems.push(format!("{} must be at least 1", named("push.concurrency")));
         }
         if self.hub.max_message_size < 64 {
-            bail!("max_message_size must be at least 64 bytes");
+            problems.push(format!(
+                "{} must be at least 64 bytes, not {}",
+                named("hub.max_message_size"),
+                self.hub.max_message_size
+            ));
         }
-        for (name, d) in [
-            ("keep_alive_interval", self.hub.keep_alive_interval),
-            ("client_timeout", self.hub.client_timeout),
-            ("handshake_timeout", self.hub.handshake_timeout),
-            ("heartbeat_interval", self.hub.heartbeat_interval),
-            ("disconnect_timeout", self.transport.disconnect_timeout),
-            ("long_poll_timeout", self.transport.long_poll_timeout),
-            ("send_timeout", self.transport.send_timeout),
+        for (key, d) in [
+            ("hub.keep_alive_interval", self.hub.keep_alive_interval),
+            ("hub.client_timeout", self.hub.client_timeout),
+            ("hub.handshake_timeout", self.hub.handshake_timeout),
+            ("hub.heartbeat_interval", self.hub.heartbeat_interval),
+            (
+                "transport.disconnect_timeout",
+                self.transport.disconnect_timeout,
+            ),
+            (
+                "transport.long_poll_timeout",
+                self.transport.long_poll_timeout,
+            ),
+            ("transport.send_timeout", self.transport.send_timeout),
             ("push.max_age", self.push.max_age),
             ("push.retry_base", self.push.retry_base),
             ("push.retry_max", self.push.retry_max),
             ("relay.token_lifetime", self.relay.token_lifetime),
         ] {
             if d.is_zero() {
-                bail!("{name} must be greater than zero");
+                problems.push(format!("{} must be greater than zero", named(key)));
             }
         }
-        Ok(())
+        problems
     }
 
     /// The registry database URL, defaulting to a SQLite file in the data directory.
@@ -554,22 +360,33 @@ impl Config {
     }
 }
 
-fn parse_bool(v: &str) -> Result<bool> {
-    match v.trim().to_ascii_lowercase().as_str() {
-        "1" | "true" | "yes" | "on" => Ok(true),
-        "0" | "false" | "no" | "off" => Ok(false),
-        _ => bail!("expected true or false"),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
+    use std::collections::{BTreeSet, HashMap};
+
+    fn env<'a>(vars: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+        let map: HashMap<&str, &str> = vars.iter().copied().collect();
+        move |name| map.get(name).map(|v| v.to_string())
+    }
+
+    fn write_file(name: &str, text: &str) -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("pushwarden-config-{}-{name}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("pushwarden.toml");
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    fn error(file: Option<&Path>, vars: &[(&str, &str)]) -> String {
+        Config::load_with(file, env(vars)).unwrap_err().to_string()
+    }
 
     #[test]
     fn environment_overrides_file() {
-        let mut c: Config = toml::from_str(
+        let file = write_file(
+            "overrides",
             r#"
             listen = "0.0.0.0:6000"
             [hub]
@@ -577,15 +394,17 @@ mod tests {
             [jwt]
             hs256_secret = "file"
             "#,
+        );
+        let c = Config::load_with(
+            Some(&file),
+            env(&[
+                ("PUSHWARDEN_LISTEN", "127.0.0.1:7000"),
+                ("PUSHWARDEN_CLIENT_TIMEOUT", "2s"),
+                ("PUSHWARDEN_JWT_HS256_SECRET", "env"),
+                ("PUSHWARDEN_STATEFUL_RECONNECT", "false"),
+            ]),
         )
         .unwrap();
-        let env: HashMap<&str, &str> = HashMap::from([
-            ("PUSHWARDEN_LISTEN", "127.0.0.1:7000"),
-            ("PUSHWARDEN_CLIENT_TIMEOUT", "2s"),
-            ("PUSHWARDEN_JWT_HS256_SECRET", "env"),
-            ("PUSHWARDEN_STATEFUL_RECONNECT", "false"),
-        ]);
-        c.apply_env(|k| env.get(k).map(|v| v.to_string())).unwrap();
         assert_eq!(c.listen.port(), 7000);
         assert_eq!(c.hub.keep_alive_interval, Duration::from_secs(5));
         assert_eq!(c.hub.client_timeout, Duration::from_secs(2));
@@ -595,38 +414,181 @@ mod tests {
     }
 
     #[test]
-    fn the_example_file_is_valid() {
+    fn nothing_configured_is_the_defaults() {
+        assert_eq!(
+            Config::load_with(None, env(&[])).unwrap(),
+            Config::default()
+        );
+        // Blank variables are unset, as they always were.
+        let c = Config::load_with(None, env(&[("PUSHWARDEN_LISTEN", "  ")])).unwrap();
+        assert_eq!(c, Config::default());
+        assert_eq!(c.jwt.leeway, pushwarden_auth::DEFAULT_LEEWAY);
+    }
+
+    #[test]
+    fn environment_values_are_read_as_written() {
+        let c = Config::load_with(
+            None,
+            env(&[
+                // figment's own Env provider would turn these into a number and an unquoted
+                // string; secrets and ids must stay exactly as written.
+                ("PUSHWARDEN_JWT_HS256_SECRET", "0123"),
+                ("PUSHWARDEN_SEND_API_KEY", "\"quoted\""),
+                ("PUSHWARDEN_INSTALLATION_ID", "[not-an-array"),
+                ("PUSHWARDEN_JWT_ISSUER", "https://vault.example.com|login"),
+                ("PUSHWARDEN_PUSH_CONCURRENCY", " 8 "),
+                ("PUSHWARDEN_PUSH_ALLOW_PRIVATE_ENDPOINTS", "yes"),
+                ("PUSHWARDEN_PUSH_FROM_SEND", "0"),
+                ("PUSHWARDEN_STATEFUL_RECONNECT", "Off"),
+                ("PUSHWARDEN_JWT_LEEWAY", "1m 30s"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.jwt.hs256_secret.as_deref(), Some("0123"));
+        assert_eq!(c.send.api_key.as_deref(), Some("\"quoted\""));
+        assert_eq!(c.installation_id.as_deref(), Some("[not-an-array"));
+        assert_eq!(
+            c.jwt.issuer.as_deref(),
+            Some("https://vault.example.com|login")
+        );
+        assert_eq!(c.push.concurrency, 8);
+        assert!(c.push.allow_private_endpoints);
+        assert_eq!(c.push.from_send, Some(false));
+        assert!(!c.hub.stateful_reconnect);
+        assert_eq!(c.jwt.leeway, Duration::from_secs(90));
+    }
+
+    #[test]
+    fn the_example_file_is_the_generated_one() {
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../pushwarden.example.toml");
-        let c = Config::load(Some(Path::new(path))).unwrap();
-        assert_eq!(c.jwt.authority.as_deref(), Some("http://identity:5000"));
-        assert_eq!(c.transport.websocket_read_buffer, 256);
-        assert_eq!(c.push.max_age, Duration::from_secs(24 * 3600));
-        assert_eq!(c.push.retry_max, Duration::from_secs(600));
-        assert_eq!(c.webpush.ttl, Duration::from_secs(24 * 3600));
-        assert_eq!(c.relay.pushes_per_minute, 1200);
-        assert!(c.upstream.installation_id.is_none() && c.tls.cert_file.is_none());
+        let on_disk = std::fs::read_to_string(path).unwrap();
+        assert!(
+            on_disk == render::example(),
+            "pushwarden.example.toml is not what `pushwarden config example` writes; \
+             regenerate it: cargo run --bin pushwarden -- config example > pushwarden.example.toml"
+        );
+        // Every default the table states is the one the structs start from.
+        let c = Config::load_with(Some(Path::new(path)), env(&[])).unwrap();
+        assert_eq!(c, Config::default());
+    }
+
+    #[test]
+    fn the_readme_table_is_the_generated_one() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md");
+        let readme = std::fs::read_to_string(path).unwrap();
+        let expected = render::readme_table();
+        assert!(
+            render::readme_section(&readme) == Some(expected.trim_end()),
+            "README.md's settings table is not what `pushwarden config readme-table` prints; \
+             replace the lines from `{}` to `{}` with the output of \
+             cargo run --bin pushwarden -- config readme-table\n\nexpected:\n{expected}",
+            render::README_START,
+            render::README_END,
+        );
+    }
+
+    #[test]
+    fn the_table_declares_exactly_the_config_keys() {
+        fn leaves(prefix: &str, value: &figment::value::Value, out: &mut BTreeSet<String>) {
+            match value {
+                figment::value::Value::Dict(_, dict) => {
+                    for (k, v) in dict {
+                        let path = if prefix.is_empty() {
+                            k.clone()
+                        } else {
+                            format!("{prefix}.{k}")
+                        };
+                        leaves(&path, v, out);
+                    }
+                }
+                _ => {
+                    out.insert(prefix.to_owned());
+                }
+            }
+        }
+        let mut fields = BTreeSet::new();
+        leaves(
+            "",
+            &figment::value::Value::serialize(Config::default()).unwrap(),
+            &mut fields,
+        );
+        let declared: BTreeSet<String> = settings::SETTINGS
+            .iter()
+            .map(|s| s.key.to_owned())
+            .collect();
+        assert_eq!(fields, declared);
+        assert_eq!(
+            declared.len(),
+            settings::SETTINGS.len(),
+            "a key declared twice"
+        );
+        let envs: Vec<&str> = settings::SETTINGS.iter().filter_map(|s| s.env).collect();
+        let unique: BTreeSet<&str> = envs.iter().copied().collect();
+        assert_eq!(envs.len(), unique.len(), "a variable declared twice");
+        assert!(envs.iter().all(|e| e.starts_with("PUSHWARDEN_")));
+        for s in settings::SETTINGS {
+            assert!(
+                s.default.is_some() || s.example.is_some(),
+                "{} needs a default or an example",
+                s.key
+            );
+            let (section, _) = s.section_and_name();
+            assert!(
+                settings::SECTIONS.iter().any(|(name, _)| *name == section),
+                "{}",
+                s.key
+            );
+        }
+    }
+
+    #[test]
+    fn every_declared_variable_is_read() {
+        // Each variable set to its example or default must change nothing but its own key.
+        for s in settings::SETTINGS {
+            let (Some(name), Some(value)) = (s.env, s.example.or(s.default)) else {
+                continue;
+            };
+            let c = Config::load_with(None, env(&[(name, value)]));
+            let c = match c {
+                Ok(c) => c,
+                // Half of a pair is refused on its own; that still shows the variable is read.
+                Err(e) => {
+                    assert!(e.to_string().contains(name), "{name}: {e}");
+                    continue;
+                }
+            };
+            let set = figment::value::Value::serialize(&c).unwrap();
+            let found = set.find_ref(s.key).unwrap();
+            assert!(
+                !matches!(found, figment::value::Value::Empty(..)),
+                "{name} was not read into {}",
+                s.key
+            );
+        }
     }
 
     #[test]
     fn relay_upstream_and_tls_settings() {
-        let mut c = Config::default();
-        let env: HashMap<&str, &str> = HashMap::from([
-            ("PUSHWARDEN_RELAY_TOKEN_SECRET", "s"),
-            ("PUSHWARDEN_RELAY_REQUESTS_PER_MINUTE", "7"),
-            ("PUSHWARDEN_RELAY_PUSHES_PER_MINUTE", "8"),
-            ("PUSHWARDEN_RELAY_MAX_REGISTRATIONS", "9"),
-            ("PUSHWARDEN_RELAY_TOKEN_LIFETIME", "1h"),
-            ("PUSHWARDEN_UPSTREAM_INSTALLATION_ID", "i"),
-            ("PUSHWARDEN_UPSTREAM_INSTALLATION_KEY", "k"),
-            ("PUSHWARDEN_UPSTREAM_RELAY_URI", "https://api.bitwarden.eu"),
-            (
-                "PUSHWARDEN_UPSTREAM_IDENTITY_URI",
-                "https://identity.bitwarden.eu",
-            ),
-            ("PUSHWARDEN_TLS_CERT_FILE", "/c.pem"),
-            ("PUSHWARDEN_TLS_KEY_FILE", "/k.pem"),
-        ]);
-        c.apply_env(|k| env.get(k).map(|v| v.to_string())).unwrap();
+        let c = Config::load_with(
+            None,
+            env(&[
+                ("PUSHWARDEN_RELAY_TOKEN_SECRET", "s"),
+                ("PUSHWARDEN_RELAY_REQUESTS_PER_MINUTE", "7"),
+                ("PUSHWARDEN_RELAY_PUSHES_PER_MINUTE", "8"),
+                ("PUSHWARDEN_RELAY_MAX_REGISTRATIONS", "9"),
+                ("PUSHWARDEN_RELAY_TOKEN_LIFETIME", "1h"),
+                ("PUSHWARDEN_UPSTREAM_INSTALLATION_ID", "i"),
+                ("PUSHWARDEN_UPSTREAM_INSTALLATION_KEY", "k"),
+                ("PUSHWARDEN_UPSTREAM_RELAY_URI", "https://api.bitwarden.eu"),
+                (
+                    "PUSHWARDEN_UPSTREAM_IDENTITY_URI",
+                    "https://identity.bitwarden.eu",
+                ),
+                ("PUSHWARDEN_TLS_CERT_FILE", "/c.pem"),
+                ("PUSHWARDEN_TLS_KEY_FILE", "/k.pem"),
+            ]),
+        )
+        .unwrap();
         assert_eq!(c.relay.token_secret.as_deref(), Some("s"));
         assert_eq!(
             (c.relay.requests_per_minute, c.relay.pushes_per_minute),
@@ -645,9 +607,8 @@ mod tests {
             ("PUSHWARDEN_UPSTREAM_INSTALLATION_ID", "i"),
             ("PUSHWARDEN_RELAY_PUSHES_PER_MINUTE", "0"),
         ] {
-            let mut c = Config::default();
             assert!(
-                c.apply_env(|k| (k == name).then(|| value.into())).is_err(),
+                Config::load_with(None, env(&[(name, value)])).is_err(),
                 "{name}"
             );
         }
@@ -655,25 +616,27 @@ mod tests {
 
     #[test]
     fn push_settings_from_the_environment() {
-        let mut c = Config::default();
-        let env: HashMap<&str, &str> = HashMap::from([
-            ("PUSHWARDEN_DATABASE_URL", "postgres://db/pw"),
-            ("PUSHWARDEN_APNS_KEY_FILE", "/k.p8"),
-            ("PUSHWARDEN_APNS_KEY_ID", "KID"),
-            ("PUSHWARDEN_APNS_TEAM_ID", "TEAM"),
-            ("PUSHWARDEN_APNS_TOPIC", "com.8bit.bitwarden"),
-            ("PUSHWARDEN_APNS_ENDPOINT", "http://127.0.0.1:1"),
-            ("PUSHWARDEN_APNS_CA_FILE", "/ca.pem"),
-            ("PUSHWARDEN_FCM_SERVICE_ACCOUNT", "/sa.json"),
-            ("PUSHWARDEN_FCM_ENDPOINT", "http://127.0.0.1:2"),
-            ("PUSHWARDEN_VAPID_PRIVATE_KEY", "/vapid.pem"),
-            ("PUSHWARDEN_VAPID_SUBJECT", "mailto:a@b"),
-            ("PUSHWARDEN_PUSH_ALLOW_PRIVATE_ENDPOINTS", "true"),
-            ("PUSHWARDEN_PUSH_FROM_SEND", "false"),
-            ("PUSHWARDEN_PUSH_MAX_AGE", "1h"),
-            ("PUSHWARDEN_PUSH_CONCURRENCY", "8"),
-        ]);
-        c.apply_env(|k| env.get(k).map(|v| v.to_string())).unwrap();
+        let c = Config::load_with(
+            None,
+            env(&[
+                ("PUSHWARDEN_DATABASE_URL", "postgres://db/pw"),
+                ("PUSHWARDEN_APNS_KEY_FILE", "/k.p8"),
+                ("PUSHWARDEN_APNS_KEY_ID", "KID"),
+                ("PUSHWARDEN_APNS_TEAM_ID", "TEAM"),
+                ("PUSHWARDEN_APNS_TOPIC", "com.8bit.bitwarden"),
+                ("PUSHWARDEN_APNS_ENDPOINT", "http://127.0.0.1:1"),
+                ("PUSHWARDEN_APNS_CA_FILE", "/ca.pem"),
+                ("PUSHWARDEN_FCM_SERVICE_ACCOUNT", "/sa.json"),
+                ("PUSHWARDEN_FCM_ENDPOINT", "http://127.0.0.1:2"),
+                ("PUSHWARDEN_VAPID_PRIVATE_KEY", "/vapid.pem"),
+                ("PUSHWARDEN_VAPID_SUBJECT", "mailto:a@b"),
+                ("PUSHWARDEN_PUSH_ALLOW_PRIVATE_ENDPOINTS", "true"),
+                ("PUSHWARDEN_PUSH_FROM_SEND", "false"),
+                ("PUSHWARDEN_PUSH_MAX_AGE", "1h"),
+                ("PUSHWARDEN_PUSH_CONCURRENCY", "8"),
+            ]),
+        )
+        .unwrap();
         assert_eq!(c.database_url(), "postgres://db/pw");
         assert_eq!(c.apns.key_file.as_deref(), Some(Path::new("/k.p8")));
         assert_eq!(c.apns.topic.as_deref(), Some("com.8bit.bitwarden"));
@@ -690,15 +653,124 @@ mod tests {
     }
 
     #[test]
-    fn bad_values_are_errors() {
-        let mut c = Config::default();
-        assert!(c
-            .apply_env(|k| (k == "PUSHWARDEN_LISTEN").then(|| "nope".into()))
-            .is_err());
-        let mut c = Config::default();
-        assert!(c
-            .apply_env(|k| (k == "PUSHWARDEN_CLIENT_TIMEOUT").then(|| "0s".into()))
-            .is_err());
+    fn bad_values_are_errors_naming_the_variable_and_value() {
+        let e = error(None, &[("PUSHWARDEN_LISTEN", "nope")]);
+        assert!(e.contains("PUSHWARDEN_LISTEN=nope"), "{e}");
+        let e = error(None, &[("PUSHWARDEN_CLIENT_TIMEOUT", "0s")]);
+        assert!(e.contains("PUSHWARDEN_CLIENT_TIMEOUT"), "{e}");
+        let e = error(None, &[("PUSHWARDEN_STATEFUL_RECONNECT", "maybe")]);
+        assert!(
+            e.contains("PUSHWARDEN_STATEFUL_RECONNECT=maybe: expected true or false"),
+            "{e}"
+        );
+        let e = error(
+            None,
+            &[("PUSHWARDEN_RELAY_REQUESTS_PER_MINUTE", "5000000000")],
+        );
+        assert!(
+            e.contains("PUSHWARDEN_RELAY_REQUESTS_PER_MINUTE=5000000000: must be at most"),
+            "{e}"
+        );
+        let e = error(None, &[("PUSHWARDEN_PUSH_CONCURRENCY", "-1")]);
+        assert!(e.contains("PUSHWARDEN_PUSH_CONCURRENCY=-1"), "{e}");
+        let e = error(None, &[("PUSHWARDEN_WEBPUSH_TTL", "soon")]);
+        assert!(e.contains("PUSHWARDEN_WEBPUSH_TTL=soon"), "{e}");
+    }
+
+    #[test]
+    fn every_bad_value_is_named_with_where_it_came_from() {
+        let file = write_file(
+            "bad",
+            r#"
+            unknown = 1
+            listen = "nope"
+            [hub]
+            client_timeout = 30
+            typo = true
+            [transport]
+            websockets = "yes"
+            "#,
+        );
+        let e = error(Some(&file), &[("PUSHWARDEN_MAX_MESSAGE_SIZE", "big")]);
+        let shown = file.display().to_string();
+        for expected in [
+            "6 problems".to_owned(),
+            format!("`unknown` in {shown}: unknown key"),
+            format!("`hub.typo` in {shown}: unknown key"),
+            format!("listen = \"nope\" in {shown}: invalid socket address"),
+            format!("hub.client_timeout = 30 in {shown}: expected a duration such as \"15s\""),
+            format!("transport.websockets = \"yes\" in {shown}: expected true or false"),
+            "PUSHWARDEN_MAX_MESSAGE_SIZE=big: expected a whole number".to_owned(),
+        ] {
+            assert!(e.contains(&expected), "{expected:?} missing from:\n{e}");
+        }
         assert!(toml::from_str::<Config>("unknown = 1").is_err());
+        let missing = error(Some(Path::new("/nonexistent/pushwarden.toml")), &[]);
+        assert!(
+            missing.contains("/nonexistent/pushwarden.toml"),
+            "{missing}"
+        );
+    }
+
+    #[test]
+    fn check_masks_secrets_and_names_sources() {
+        let file = write_file("check", "[hub]\nclient_timeout = \"45s\"\n");
+        let out = crate::commands::config::check(
+            Some(&file),
+            Environment::read(env(&[
+                ("PUSHWARDEN_JWT_HS256_SECRET", "hs-secret-value"),
+                ("PUSHWARDEN_SEND_API_KEY", "send-key-value"),
+                ("PUSHWARDEN_RELAY_TOKEN_SECRET", "relay-secret-value"),
+                ("PUSHWARDEN_UPSTREAM_INSTALLATION_ID", "i"),
+                ("PUSHWARDEN_UPSTREAM_INSTALLATION_KEY", "upstream-key-value"),
+                ("PUSHWARDEN_DATABASE_URL", "postgres://pw:db-password@db/pw"),
+                ("PUSHWARDEN_LISTEN", "0.0.0.0:6000"),
+            ])),
+        )
+        .unwrap();
+        for secret in [
+            "hs-secret-value",
+            "send-key-value",
+            "relay-secret-value",
+            "upstream-key-value",
+            "db-password",
+        ] {
+            assert!(!out.contains(secret), "{secret} shown:\n{out}");
+        }
+        assert!(
+            out.contains("hs256_secret = \"********\"  # PUSHWARDEN_JWT_HS256_SECRET"),
+            "{out}"
+        );
+        assert!(
+            out.contains("database_url = \"postgres://pw:********@db/pw\""),
+            "{out}"
+        );
+        assert!(
+            out.contains("listen = \"0.0.0.0:6000\"  # PUSHWARDEN_LISTEN"),
+            "{out}"
+        );
+        assert!(
+            out.contains(&format!("client_timeout = \"45s\"  # {}", file.display())),
+            "{out}"
+        );
+        assert!(out.contains("keep_alive_interval = \"15s\"\n"), "{out}");
+        assert!(out.contains("# issuer is not set"), "{out}");
+        // The output is itself a configuration file giving the same values (secrets aside).
+        assert!(toml::from_str::<Config>(&out).is_ok(), "{out}");
+
+        let e = crate::commands::config::check(
+            None,
+            Environment::read(env(&[
+                ("PUSHWARDEN_JWT_POLICY", "strict"),
+                ("PUSHWARDEN_FCM_ENDPOINT", "not a url"),
+            ])),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("PUSHWARDEN_JWT_POLICY=strict"), "{e}");
+        assert!(
+            e.contains("PUSHWARDEN_FCM_ENDPOINT=not a url: not a URL"),
+            "{e}"
+        );
     }
 }

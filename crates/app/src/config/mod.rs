@@ -542,28 +542,52 @@ mod tests {
     }
 
     #[test]
-    fn every_declared_variable_is_read() {
-        // Each variable set to its example or default must change nothing but its own key.
+    fn every_declared_variable_sets_its_key() {
+        let defaults = figment::value::Value::serialize(Config::default()).unwrap();
         for s in settings::SETTINGS {
-            let (Some(name), Some(value)) = (s.env, s.example.or(s.default)) else {
-                continue;
+            let Some(name) = s.env else { continue };
+            // A value of the setting's kind that no default has.
+            let value = match s.kind {
+                settings::Kind::Text | settings::Kind::Url => "https://example.test/7",
+                settings::Kind::Path => "/var/lib/pushwarden-test-7",
+                settings::Kind::Addr => "127.0.0.1:7777",
+                settings::Kind::Duration => "7s",
+                settings::Kind::Bool if s.default == Some("true") => "false",
+                settings::Kind::Bool => "true",
+                settings::Kind::Count(_) => "77",
             };
-            let c = Config::load_with(None, env(&[(name, value)]));
-            let c = match c {
+            let c = match Config::load_with(None, env(&[(name, value)])) {
                 Ok(c) => c,
-                // Half of a pair is refused on its own; that still shows the variable is read.
+                // One of a pair is refused on its own, naming the variable it was read from.
                 Err(e) => {
                     assert!(e.to_string().contains(name), "{name}: {e}");
                     continue;
                 }
             };
             let set = figment::value::Value::serialize(&c).unwrap();
-            let found = set.find_ref(s.key).unwrap();
-            assert!(
-                !matches!(found, figment::value::Value::Empty(..)),
-                "{name} was not read into {}",
+            assert_ne!(
+                set.find_ref(s.key),
+                defaults.find_ref(s.key),
+                "{name} did not change {}",
                 s.key
             );
+            let mut back = set.clone();
+            let mut rest = defaults.clone();
+            for v in [&mut back, &mut rest] {
+                if let figment::value::Value::Dict(_, root) = v {
+                    match s.key.split_once('.') {
+                        Some((section, key)) => {
+                            if let Some(figment::value::Value::Dict(_, t)) = root.get_mut(section) {
+                                t.remove(key);
+                            }
+                        }
+                        None => {
+                            root.remove(s.key);
+                        }
+                    }
+                }
+            }
+            assert_eq!(back, rest, "{name} changed more than {}", s.key);
         }
     }
 
@@ -675,6 +699,13 @@ mod tests {
         assert!(e.contains("PUSHWARDEN_PUSH_CONCURRENCY=-1"), "{e}");
         let e = error(None, &[("PUSHWARDEN_WEBPUSH_TTL", "soon")]);
         assert!(e.contains("PUSHWARDEN_WEBPUSH_TTL=soon"), "{e}");
+        // A secret is never shown, even when it is the bad value.
+        let file = write_file("secret", "[jwt]\nhs256_secret = 12345\n");
+        let e = error(Some(&file), &[]);
+        assert!(
+            e.contains("jwt.hs256_secret = \"********\"") && !e.contains("12345"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -5,11 +5,8 @@ use anyhow::{Context, Result};
 use figment::value::Value;
 
 use super::settings::{Kind, Mask, Setting, SECTIONS, SETTINGS};
-use super::sources::{toml_literal, Layers};
+use super::sources::{toml_literal, Layers, MASKED};
 use super::Config;
-
-/// What a masked value is shown as.
-const MASKED: &str = "********";
 
 /// Comment lines are wrapped to this many characters.
 const WIDTH: usize = 100;

@@ -10,8 +10,11 @@ use figment::value::{Dict, Map, Value};
 use figment::{Figment, Metadata, Profile, Provider};
 use serde::de::DeserializeOwned;
 
-use super::settings::{self, Kind, Setting, SECTIONS, SETTINGS};
+use super::settings::{self, Kind, Mask, Setting, SECTIONS, SETTINGS};
 use super::Config;
+
+/// What a masked value is shown as.
+pub const MASKED: &str = "********";
 
 /// The name figment records for values from [`Environment`].
 const ENVIRONMENT: &str = "environment";
@@ -254,14 +257,21 @@ impl Layers {
         }
     }
 
-    /// `PUSHWARDEN_X=value` for a variable, `key = value in FILE` for the file.
+    /// `PUSHWARDEN_X=value` for a variable, `key = value in FILE` for the file; a secret's
+    /// value is masked here too.
     pub fn describe(&self, key: &str, value: &Value) -> String {
-        let env = settings::by_key(key).and_then(|s| s.env);
-        match (env, self.env.raw(key)) {
+        let setting = settings::by_key(key);
+        let secret = setting.is_some_and(|s| s.mask == Mask::Secret);
+        match (setting.and_then(|s| s.env), self.env.raw(key)) {
             // The environment is merged last: a variable that is set is the value used.
-            (Some(name), Some(raw)) => format!("{name}={raw}"),
+            (Some(name), Some(raw)) => format!("{name}={}", if secret { MASKED } else { raw }),
             _ => {
-                let shown = toml_literal(value).unwrap_or_else(|| format!("{value:?}"));
+                let shown = match value {
+                    _ if secret => toml_literal(&Value::from(MASKED)).unwrap_or_default(),
+                    Value::Dict(..) => "a table".into(),
+                    Value::Array(..) => "an array".into(),
+                    _ => toml_literal(value).unwrap_or_else(|| "nothing".into()),
+                };
                 format!("{key} = {shown} in {}", self.file_name(key))
             }
         }

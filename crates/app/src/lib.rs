@@ -1,5 +1,17 @@
 //! pushwarden's application layer: configuration, the HTTP service, metrics and the CLI
-//! commands. Thin: every behaviour lives in the crates below.
+//! commands. Thin: every behaviour lives in the crates below. Module map:
+//!
+//! - `config`: [`config::Config`], loaded from a TOML file and `PUSHWARDEN_*` variables by
+//!   figment; `config::settings` declares every setting once (key, variable, default, doc),
+//!   `config::sources` reads and checks them, `config::render` writes the example file, the
+//!   README table and `config check`'s output;
+//! - `server`: the HTTP service (hubs, transports, endpoints), served and shut down gracefully;
+//! - `push`: the push service from the provider settings;
+//! - `secrets`: development secrets and the relay token secret in the data directory;
+//! - `metrics`: the Prometheus recorder;
+//! - `tls`: serving HTTPS directly;
+//! - `commands`: the CLI verbs besides `serve` (`config`, `token`, `send`, `listen`,
+//!   `register`, `installation`, `vapid`).
 
 pub mod commands;
 pub mod config;

@@ -4,7 +4,9 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
-use pushwarden::commands::{installation, listen, register, send, token, vapid};
+use pushwarden::commands::{
+    config as config_command, installation, listen, register, send, token, vapid,
+};
 use pushwarden::config::Config;
 use pushwarden::{metrics, secrets, server};
 
@@ -42,6 +44,9 @@ enum Command {
     /// Web Push (VAPID) application-server keys.
     #[command(subcommand)]
     Vapid(vapid::VapidCommand),
+    /// The configuration: check it, or write the example file.
+    #[command(subcommand)]
+    Config(config_command::ConfigCommand),
 }
 
 fn main() {
@@ -74,6 +79,10 @@ async fn run(cli: Cli) -> Result<()> {
         // Key files only: no configuration, and no development secrets created as a side effect.
         return vapid::run(command);
     }
+    if let Command::Config(command) = &cli.command {
+        // Reports problems itself, all of them, and creates no development secrets.
+        return config_command::run(command, cli.config.as_deref());
+    }
     let mut config = Config::load(cli.config.as_deref())?;
     let development = secrets::apply_development_defaults(&mut config)?;
     match cli.command {
@@ -88,6 +97,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Register(args) => register::register(&args, &config).await,
         Command::Unregister(args) => register::unregister(&args, &config).await,
         Command::Vapid(command) => vapid::run(&command),
+        Command::Config(command) => config_command::run(&command, cli.config.as_deref()),
     }
 }
 

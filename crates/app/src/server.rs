@@ -66,7 +66,7 @@ pub fn verifier_config(config: &Config) -> Result<VerifierConfig> {
         rsa_public_key_pem,
         authority: config.jwt.authority.clone(),
         issuer: config.jwt.issuer.clone(),
-        leeway: config.jwt.leeway.unwrap_or(Duration::from_secs(30)),
+        leeway: config.jwt.leeway,
         ..VerifierConfig::default()
     })
 }
@@ -109,10 +109,11 @@ pub async fn start(config: Config) -> Result<Server> {
 pub async fn build(config: &Config) -> Result<(Router, Arc<Notifications>, Arc<PushService>)> {
     let verifier = TokenVerifier::new(verifier_config(config)?)
         .map_err(|e| anyhow::anyhow!("JWT configuration: {e}"))?;
-    let policy: HubPolicy = match &config.jwt.policy {
-        Some(p) => p.parse().map_err(|e: String| anyhow::anyhow!(e))?,
-        None => HubPolicy::default(),
-    };
+    let policy: HubPolicy = config
+        .jwt
+        .policy
+        .parse()
+        .map_err(|e: String| anyhow::anyhow!("PUSHWARDEN_JWT_POLICY: {e}"))?;
     let hub_options = HubOptions {
         keep_alive_interval: config.hub.keep_alive_interval,
         client_timeout: config.hub.client_timeout,

@@ -3,6 +3,10 @@
 use std::fmt;
 use std::time::Duration;
 
+/// The clock-skew allowance for `exp` and `nbf` when none is configured: Vaultwarden's
+/// `decode_jwt` allows 30 s.
+pub const DEFAULT_LEEWAY: Duration = Duration::from_secs(30);
+
 /// Which key material a [`crate::TokenVerifier`] trusts. At least one of
 /// `hs256_secret`, `rsa_public_key_pem` and `authority` must be set.
 #[derive(Clone)]
@@ -19,7 +23,7 @@ pub struct VerifierConfig {
     /// authority is configured, tokens verified with the authority's keys must
     /// carry the discovery document's `issuer`.
     pub issuer: Option<String>,
-    /// Clock-skew allowance for `exp` and `nbf` (Vaultwarden uses 30 s).
+    /// Clock-skew allowance for `exp` and `nbf` (default [`DEFAULT_LEEWAY`]).
     /// Whole seconds; capped at one day.
     pub leeway: Duration,
     /// An unknown `kid` triggers a JWKS re-fetch at most this often.
@@ -35,7 +39,7 @@ impl Default for VerifierConfig {
             rsa_public_key_pem: None,
             authority: None,
             issuer: None,
-            leeway: Duration::from_secs(30),
+            leeway: DEFAULT_LEEWAY,
             jwks_min_refresh: Duration::from_secs(30),
             http_timeout: Duration::from_secs(10),
         }

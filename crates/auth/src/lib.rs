@@ -13,7 +13,7 @@
 //! (no audience check) and Vaultwarden's `decode_jwt` (30 s leeway, token
 //! whitespace trimmed). Module map:
 //!
-//! - `config`: [`VerifierConfig`];
+//! - `config`: [`VerifierConfig`], [`DEFAULT_LEEWAY`];
 //! - `verifier`: [`TokenVerifier`];
 //! - `header`, `jwks`, `oidc`: key selection and the authority's key cache;
 //! - `claims`: [`Claims`] and the Bitwarden policies;
@@ -32,7 +32,7 @@ mod request;
 mod verifier;
 
 pub use claims::Claims;
-pub use config::VerifierConfig;
+pub use config::{VerifierConfig, DEFAULT_LEEWAY};
 pub use error::AuthError;
 pub use minter::Minter;
 pub use request::{query_param, token_from_request};

@@ -1,5 +1,6 @@
 //! The CLI verbs besides `serve`: tools for trying pushwarden out and for scripts.
 
+pub mod config;
 pub mod installation;
 pub mod listen;
 pub mod register;

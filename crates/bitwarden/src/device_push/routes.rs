@@ -287,3 +287,217 @@ pub async fn send(
     }
     Ok(Json(json!({ "queued": queued })))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::response::IntoResponse;
+    use http::{header, HeaderValue, StatusCode};
+    use parking_lot::Mutex;
+    use pushwarden_auth::Minter;
+    use pushwarden_model::{BoxFuture, GatewayError, PushMessage, SecretVerdict};
+    use std::time::Duration;
+
+    use crate::relay::RelayLimits;
+
+    const ENABLED: &str = "inst-on";
+    const DISABLED: &str = "inst-off";
+    const SECRET: &[u8] = b"relay-secret";
+
+    /// Records registrations; deleting fails as a store outage would.
+    #[derive(Default)]
+    struct Gateway {
+        registered: Mutex<Vec<DeviceRegistration>>,
+    }
+
+    impl PushGateway for Gateway {
+        fn register(
+            &self,
+            device: DeviceRegistration,
+            _max_owned: Option<u64>,
+        ) -> BoxFuture<'_, Result<String, GatewayError>> {
+            self.registered.lock().push(device);
+            Box::pin(async { Ok("fcm".to_owned()) })
+        }
+        fn delete(&self, _device_id: String) -> BoxFuture<'_, Result<bool, GatewayError>> {
+            Box::pin(async { Err(GatewayError::Unavailable("store is down".into())) })
+        }
+        fn add_organization(
+            &self,
+            _device_ids: Vec<String>,
+            _organization_id: String,
+        ) -> BoxFuture<'_, Result<u64, GatewayError>> {
+            Box::pin(async { Ok(0) })
+        }
+        fn delete_organization(
+            &self,
+            _device_ids: Vec<String>,
+            _organization_id: String,
+        ) -> BoxFuture<'_, Result<u64, GatewayError>> {
+            Box::pin(async { Ok(0) })
+        }
+        fn send(
+            &self,
+            _target: DeviceTarget,
+            _message: PushMessage,
+        ) -> BoxFuture<'_, Result<u64, GatewayError>> {
+            Box::pin(async { Ok(1) })
+        }
+    }
+
+    struct Directory;
+
+    impl InstallationDirectory for Directory {
+        fn check_secret(
+            &self,
+            _id: String,
+            _secret: String,
+        ) -> BoxFuture<'_, Result<SecretVerdict, GatewayError>> {
+            Box::pin(async { Ok(SecretVerdict::Valid) })
+        }
+        fn is_enabled(&self, id: String) -> BoxFuture<'_, Result<bool, GatewayError>> {
+            Box::pin(async move { Ok(id == ENABLED) })
+        }
+    }
+
+    fn state(requests_per_minute: u32) -> (Arc<PushApiState>, Arc<Gateway>) {
+        let gateway = Arc::new(Gateway::default());
+        let state = PushApiState {
+            gateway: gateway.clone(),
+            authorizer: Arc::new(SendAuthorizer::new(None, Some("local-key".into()))),
+            relay: Some(RelayAccess {
+                tokens: Arc::new(
+                    InstallationTokens::new(SECRET.to_vec(), Duration::from_secs(60))
+                        .expect("tokens"),
+                ),
+                directory: Arc::new(Directory),
+                limits: Arc::new(RateLimits::new(RelayLimits {
+                    requests_per_minute,
+                    ..RelayLimits::default()
+                })),
+            }),
+        };
+        (Arc::new(state), gateway)
+    }
+
+    fn bearer(token: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_str(&format!("Bearer {token}")).expect("header"),
+        );
+        headers
+    }
+
+    fn installation_token(state: &PushApiState, id: &str) -> String {
+        state
+            .relay
+            .as_ref()
+            .expect("relay")
+            .tokens
+            .mint(id)
+            .expect("mint")
+    }
+
+    #[tokio::test]
+    async fn callers_are_the_local_server_or_an_enabled_installation() {
+        let (state, _) = state(600);
+        assert_eq!(
+            state.caller(&bearer("local-key"), "send").await,
+            Ok(Caller::Local)
+        );
+        let token = installation_token(&state, ENABLED);
+        assert_eq!(
+            state.caller(&bearer(&token), "send").await,
+            Ok(Caller::Installation(ENABLED.into()))
+        );
+        let token = installation_token(&state, DISABLED);
+        assert_eq!(
+            state.caller(&bearer(&token), "send").await,
+            Err(ApiError::Forbidden(
+                "forbidden: the installation is disabled".into()
+            ))
+        );
+        assert_eq!(
+            state.caller(&HeaderMap::new(), "send").await,
+            Err(ApiError::Unauthorized("no token supplied".into()))
+        );
+        assert_eq!(
+            state.caller(&bearer("wrong-key"), "send").await,
+            Err(ApiError::Unauthorized("invalid signature".into()))
+        );
+    }
+
+    #[tokio::test]
+    async fn an_expired_installation_token_says_so() {
+        let (state, _) = state(600);
+        let expired = Minter::Hs256(SECRET.to_vec())
+            .mint(
+                &json!({"iss": "pushwarden-relay", "sub": ENABLED, "scope": ["api.push"],
+                "client_id": format!("installation.{ENABLED}"), "client_sub": ENABLED,
+                "exp": 1_000_000_000u64}),
+            )
+            .expect("mint");
+        let error = state
+            .caller(&bearer(&expired), "send")
+            .await
+            .expect_err("expired");
+        assert_eq!(error, ApiError::Unauthorized("token expired".into()));
+        let response = error.into_response();
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(response.headers()[header::WWW_AUTHENTICATE], "Bearer");
+    }
+
+    #[tokio::test]
+    async fn an_installation_over_its_requests_per_minute_waits() {
+        let (state, _) = state(1);
+        let token = installation_token(&state, ENABLED);
+        assert!(state.caller(&bearer(&token), "register").await.is_ok());
+        match state.caller(&bearer(&token), "register").await {
+            Err(ApiError::TooManyRequests { what, retry_after }) => {
+                assert_eq!(what, "requests per minute");
+                assert!(retry_after > Duration::ZERO);
+            }
+            other => panic!("expected 429, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn handlers_answer_through_the_edge() {
+        let (state, gateway) = state(600);
+        let token = installation_token(&state, ENABLED);
+        let body = json!({"deviceId": "d1", "userId": "u1", "type": 0, "pushToken": "t"});
+        let Json(answer) = register(
+            State(state.clone()),
+            bearer(&token),
+            Bytes::from(body.to_string()),
+        )
+        .await
+        .expect("registered");
+        assert_eq!(
+            answer,
+            json!({"deviceId": format!("{ENABLED}_d1"), "platform": "fcm"})
+        );
+        assert_eq!(gateway.registered.lock()[0].owner.as_deref(), Some(ENABLED));
+        let refused = register(
+            State(state.clone()),
+            bearer(&token),
+            Bytes::from_static(b"[]"),
+        )
+        .await
+        .expect_err("not an object");
+        assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
+        let down = delete_by_path(
+            State(state.clone()),
+            Path("d1".to_owned()),
+            bearer("local-key"),
+        )
+        .await
+        .expect_err("store is down");
+        assert_eq!(down, ApiError::Unavailable("store is down".into()));
+        let empty = delete_by_path(State(state), Path(" ".to_owned()), bearer("local-key"))
+            .await
+            .expect_err("empty id");
+        assert_eq!(empty, ApiError::BadRequest("the device id is empty".into()));
+    }
+}

@@ -146,7 +146,184 @@ pub async fn token(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http::HeaderValue;
+    use axum::body::to_bytes;
+    use axum::response::Response;
+    use http::{HeaderValue, StatusCode};
+    use pushwarden_model::{BoxFuture, GatewayError};
+    use serde_json::Value;
+    use std::time::Duration;
+
+    use crate::relay::RelayLimits;
+
+    const ID: &str = "00000000-0000-0000-0000-0000000000aa";
+
+    /// One enabled installation `ID` with key `key`; `down` makes every look-up fail.
+    struct Directory {
+        down: bool,
+    }
+
+    impl InstallationDirectory for Directory {
+        fn check_secret(
+            &self,
+            id: String,
+            secret: String,
+        ) -> BoxFuture<'_, Result<SecretVerdict, GatewayError>> {
+            let verdict = match (id == ID, secret == "key") {
+                (false, _) => SecretVerdict::Unknown,
+                (true, false) => SecretVerdict::WrongSecret,
+                (true, true) => SecretVerdict::Valid,
+            };
+            let down = self.down;
+            Box::pin(async move {
+                if down {
+                    return Err(GatewayError::Unavailable("store is down".into()));
+                }
+                Ok(verdict)
+            })
+        }
+
+        fn is_enabled(&self, id: String) -> BoxFuture<'_, Result<bool, GatewayError>> {
+            let down = self.down;
+            Box::pin(async move {
+                if down {
+                    return Err(GatewayError::Unavailable("store is down".into()));
+                }
+                Ok(id == ID)
+            })
+        }
+    }
+
+    fn state(down: bool) -> State<Arc<TokenEndpointState>> {
+        State(Arc::new(TokenEndpointState {
+            tokens: Arc::new(
+                InstallationTokens::new(b"relay-secret".to_vec(), Duration::from_secs(60))
+                    .expect("tokens"),
+            ),
+            directory: Arc::new(Directory { down }),
+            limits: Arc::new(RateLimits::new(RelayLimits {
+                requests_per_minute: 2,
+                ..RelayLimits::default()
+            })),
+        }))
+    }
+
+    async fn ask(
+        state: State<Arc<TokenEndpointState>>,
+        basic: Option<&str>,
+        form: &str,
+    ) -> (StatusCode, Value, HeaderMap) {
+        let mut headers = HeaderMap::new();
+        if let Some(credentials) = basic {
+            let value = base64::engine::general_purpose::STANDARD.encode(credentials);
+            headers.insert(
+                header::AUTHORIZATION,
+                HeaderValue::from_str(&format!("Basic {value}")).expect("header"),
+            );
+        }
+        let response: Response = token(state, headers, Bytes::from(form.to_owned()))
+            .await
+            .into_response();
+        let (parts, body) = response.into_parts();
+        let body = to_bytes(body, usize::MAX).await.expect("body");
+        (
+            parts.status,
+            serde_json::from_slice(&body).expect("JSON"),
+            parts.headers,
+        )
+    }
+
+    #[tokio::test]
+    async fn a_token_is_not_cached() {
+        let form =
+            format!("grant_type=client_credentials&client_id=installation.{ID}&client_secret=key");
+        let (status, body, headers) = ask(state(false), None, &form).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["token_type"], "Bearer");
+        assert_eq!(body["scope"], PUSH_SCOPE);
+        assert_eq!(body["expires_in"], 60);
+        assert!(body["access_token"].is_string());
+        assert_eq!(headers[header::CACHE_CONTROL], "no-store");
+    }
+
+    #[tokio::test]
+    async fn refusals_are_oauth_errors() {
+        let state = state(false);
+        let basic = format!("installation.{ID}:wrong");
+        let cases: [(Option<&str>, String, u16, &str); 5] = [
+            (None, "scope=api.push".into(), 400, "invalid_request"),
+            (
+                None,
+                "grant_type=password".into(),
+                400,
+                "unsupported_grant_type",
+            ),
+            (
+                None,
+                "grant_type=client_credentials&client_id=x".into(),
+                400,
+                "invalid_client",
+            ),
+            (
+                None,
+                format!(
+                    "grant_type=client_credentials&client_id=installation.{ID}&client_secret=wrong"
+                ),
+                400,
+                "invalid_client",
+            ),
+            (
+                Some(&basic),
+                "grant_type=client_credentials".into(),
+                401,
+                "invalid_client",
+            ),
+        ];
+        for (basic, form, status, error) in cases {
+            let (got, body, headers) = ask(state.clone(), basic, &form).await;
+            assert_eq!(
+                (got.as_u16(), body["error"].as_str()),
+                (status, Some(error)),
+                "{form}"
+            );
+            assert!(body["error_description"].is_string(), "{body}");
+            assert_eq!(headers[header::CACHE_CONTROL], "no-store", "{form}");
+            assert_eq!(
+                headers
+                    .get(header::WWW_AUTHENTICATE)
+                    .map(|v| v.to_str().ok()),
+                basic.map(|_| Some("Basic realm=\"pushwarden\"")),
+                "{form}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn too_many_token_requests_wait() {
+        let state = state(false);
+        let form = format!(
+            "grant_type=client_credentials&client_id=installation.{ID}&client_secret=wrong"
+        );
+        for _ in 0..2 {
+            assert_eq!(
+                ask(state.clone(), None, &form).await.0,
+                StatusCode::BAD_REQUEST
+            );
+        }
+        let (status, body, headers) = ask(state, None, &form).await;
+        assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(body["error"], "rate limit exceeded: token requests");
+        assert!(headers.contains_key(header::RETRY_AFTER));
+    }
+
+    #[tokio::test]
+    async fn a_store_outage_is_503_not_an_oauth_error() {
+        let form =
+            format!("grant_type=client_credentials&client_id=installation.{ID}&client_secret=key");
+        let (status, body, headers) = ask(state(true), None, &form).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(body, serde_json::json!({"error": "store is down"}));
+        assert!(!headers.contains_key(header::CACHE_CONTROL));
+    }
 
     #[test]
     fn basic_credentials_are_form_decoded() {

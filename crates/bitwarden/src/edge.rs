@@ -55,7 +55,8 @@ pub enum ApiError {
 pub enum OAuthError {
     InvalidRequest,
     /// Unknown client or bad credentials. A client that authenticated with HTTP Basic
-    /// (`basic`) is answered 401, any other 400, as RFC 6749 asks.
+    /// (`basic`) must be answered 401 with a challenge
+    /// (<https://www.rfc-editor.org/rfc/rfc6749#section-5.2>); any other is answered 400.
     InvalidClient {
         basic: bool,
     },

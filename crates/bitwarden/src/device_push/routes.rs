@@ -293,9 +293,9 @@ mod tests {
     use super::*;
     use axum::response::IntoResponse;
     use http::{header, HeaderValue, StatusCode};
-    use parking_lot::Mutex;
     use pushwarden_auth::Minter;
     use pushwarden_model::{BoxFuture, GatewayError, PushMessage, SecretVerdict};
+    use std::sync::Mutex;
     use std::time::Duration;
 
     use crate::relay::RelayLimits;
@@ -316,7 +316,7 @@ mod tests {
             device: DeviceRegistration,
             _max_owned: Option<u64>,
         ) -> BoxFuture<'_, Result<String, GatewayError>> {
-            self.registered.lock().push(device);
+            self.registered.lock().expect("lock").push(device);
             Box::pin(async { Ok("fcm".to_owned()) })
         }
         fn delete(&self, _device_id: String) -> BoxFuture<'_, Result<bool, GatewayError>> {
@@ -478,7 +478,10 @@ mod tests {
             answer,
             json!({"deviceId": format!("{ENABLED}_d1"), "platform": "fcm"})
         );
-        assert_eq!(gateway.registered.lock()[0].owner.as_deref(), Some(ENABLED));
+        assert_eq!(
+            gateway.registered.lock().expect("lock")[0].owner.as_deref(),
+            Some(ENABLED)
+        );
         let refused = register(
             State(state.clone()),
             bearer(&token),

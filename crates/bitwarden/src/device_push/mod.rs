@@ -3,8 +3,8 @@
 //! bitwarden/server): `/push/register`, `/push/delete`, `/push/add-organization`,
 //! `/push/delete-organization` and `/push/send`.
 //!
-//! - [`models`]: Bitwarden's request models (camelCase or PascalCase), parsed and validated.
-//! - [`routes`]: the handlers, who is calling (the local vault server or a relayed
+//! - `models`: Bitwarden's request models (camelCase or PascalCase), parsed and validated.
+//! - `routes`: the handlers, who is calling (the local vault server or a relayed
 //!   installation), and how an installation's ids are kept apart.
 //!
 //! Storing and delivering is a [`PushGateway`](pushwarden_model::PushGateway)'s job (the push

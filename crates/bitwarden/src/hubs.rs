@@ -1,17 +1,21 @@
 //! Bitwarden's two hubs: who may connect, and which groups a connection joins.
 //!
-//! - `/hub` (`NotificationsHub`, spec §1.3): a user's access token; the connection joins its
-//!   user (by `sub`), its organizations, its installation and client-type groups.
-//! - `/anonymous-hub` (`AnonymousNotificationsHub`, §1.5): no authentication; the connection
-//!   joins the group named by its `Token` query parameter (a pending auth request's id).
+//! - `/hub` (`src/Notifications/NotificationsHub.cs` in bitwarden/server): a user's access
+//!   token; the connection joins its user (by `sub`), its organizations, its installation and
+//!   client-type groups.
+//! - `/anonymous-hub` (`src/Notifications/AnonymousNotificationsHub.cs`): no authentication;
+//!   the connection joins the group named by its `Token` query parameter (a pending auth
+//!   request's id).
+//!
+//! A refused connection is answered by the HTTP edge's mapping ([`ApiError::auth`]).
 
 use std::sync::Arc;
 
-use http::StatusCode;
 use pushwarden_auth::{query_param, token_from_request, AuthError, Claims, TokenVerifier};
 use pushwarden_hub::{Authenticator, Identity};
 use pushwarden_transport::{Rejection, RequestInfo};
 
+use crate::edge::ApiError;
 use crate::notification::normalize_id;
 use pushwarden_model::ClientType;
 
@@ -88,7 +92,7 @@ impl Authenticator for UserHubAuthenticator {
     async fn authenticate(&self, request: &RequestInfo) -> Result<Identity, Rejection> {
         self.identity(request)
             .await
-            .map_err(|e| auth_rejection("hub", &e))
+            .map_err(|e| ApiError::auth("hub", &e).into_rejection())
     }
 }
 
@@ -138,23 +142,6 @@ impl Authenticator for AnonymousHubAuthenticator {
             groups: token.into_iter().map(Arc::from).collect(),
         })
     }
-}
-
-/// The HTTP answer to a failed authentication, counted by reason.
-pub fn auth_rejection(endpoint: &'static str, error: &AuthError) -> Rejection {
-    metrics::counter!("pushwarden_auth_failures_total", "endpoint" => endpoint, "reason" => error.reason())
-        .increment(1);
-    let status = match error {
-        AuthError::Forbidden(_) => StatusCode::FORBIDDEN,
-        e if e.is_server_side() => StatusCode::SERVICE_UNAVAILABLE,
-        _ => StatusCode::UNAUTHORIZED,
-    };
-    if error.is_server_side() {
-        tracing::warn!(endpoint, %error, "cannot verify tokens");
-    } else {
-        tracing::debug!(endpoint, %error, "authentication failed");
-    }
-    Rejection::new(status, error.to_string())
 }
 
 #[cfg(test)]

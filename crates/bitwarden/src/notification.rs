@@ -2,8 +2,9 @@
 //!
 //! The envelope is Bitwarden's `PushNotificationData<T>`: `{type, payload, contextId}` in
 //! camelCase (`POST /send`) or PascalCase (the queue), with nulls written or omitted. Routing
-//! follows `HubHelpers.SendNotificationToHubAsync` (spec §2.3): which payload field selects the
-//! user, organization, installation or anonymous group.
+//! follows `HubHelpers.SendNotificationToHubAsync` (`src/Notifications/HubHelpers.cs` in
+//! bitwarden/server): which payload field selects the user, organization, installation or
+//! anonymous group.
 
 use pushwarden_hub::SerializedMessage;
 use pushwarden_model::{ClientType, DeviceTarget, PushMessage, PushType, Recipient, Target};

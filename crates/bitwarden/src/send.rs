@@ -1,5 +1,6 @@
-//! `POST /send`: a vault server hands over a notification (Bitwarden's `SendController`),
-//! and the informational `GET /alive` and `GET /now`.
+//! `POST /send`: a vault server hands over a notification
+//! (`src/Notifications/Controllers/SendController.cs` in bitwarden/server), and the
+//! informational `GET /alive` and `GET /now`.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -9,15 +10,14 @@ use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use bytes::Bytes;
-use http::StatusCode;
 use pushwarden_auth::{token_from_request, AuthError, TokenVerifier};
+use serde_json::{json, Value};
 use subtle::ConstantTimeEq;
 
 use pushwarden_model::PushGateway;
 
-use crate::device_push::ApiError;
-use crate::hubs::auth_rejection;
-use crate::notification::Notification;
+use crate::edge::ApiError;
+use crate::notification::{EnvelopeError, Notification};
 use crate::service::Notifications;
 
 /// Who may post to `/send`: a bearer token with scope `internal` (what Bitwarden's API sends),
@@ -59,55 +59,46 @@ pub struct SendState {
 /// Largest `/send` body accepted.
 pub const MAX_SEND_BODY: usize = 256 * 1024;
 
-fn error(status: StatusCode, message: String) -> Response {
-    (status, Json(serde_json::json!({ "error": message }))).into_response()
-}
-
 pub async fn send(
     State(state): State<Arc<SendState>>,
     headers: HeaderMap,
     body: Bytes,
-) -> Response {
+) -> Result<Json<Value>, ApiError> {
     let started = Instant::now();
-    if let Err(e) = state.authorizer.authorize(&headers).await {
-        return auth_rejection("send", &e).into_response();
-    }
-    let response = match Notification::parse(&body) {
-        Err(e) => {
-            metrics::counter!("pushwarden_send_rejected_total", "reason" => e.reason())
-                .increment(1);
-            tracing::warn!(error = %e, "rejected /send");
-            error(StatusCode::BAD_REQUEST, e.to_string())
-        }
-        Ok(notification) => match state.notifications.publish(&notification) {
-            Ok(delivery) => {
-                tracing::debug!(
-                    push_type = notification.push_type.name(),
-                    connections = delivery.connections,
-                    "notification sent"
-                );
-                match push_to_devices(&state, &notification).await {
-                    // `queued` (device pushes stored for delivery) only when device push is on.
-                    Ok(Some(queued)) => Json(serde_json::json!({
-                        "delivered": delivery.connections,
-                        "queued": queued,
-                    }))
-                    .into_response(),
-                    Ok(None) => Json(serde_json::json!({ "delivered": delivery.connections }))
-                        .into_response(),
-                    Err(response) => response,
-                }
-            }
-            Err(e) => {
-                metrics::counter!("pushwarden_send_rejected_total", "reason" => e.reason())
-                    .increment(1);
-                tracing::warn!(error = %e, "rejected /send");
-                error(StatusCode::BAD_REQUEST, e.to_string())
-            }
-        },
-    };
+    state
+        .authorizer
+        .authorize(&headers)
+        .await
+        .map_err(|e| ApiError::auth("send", &e))?;
+    let result = deliver(&state, &body).await;
     metrics::histogram!("pushwarden_send_duration_seconds").record(started.elapsed().as_secs_f64());
-    response
+    result.map(Json)
+}
+
+/// Publishes an authorized `/send` to the hubs and, when device push is on, to devices.
+async fn deliver(state: &SendState, body: &[u8]) -> Result<Value, ApiError> {
+    let notification = Notification::parse(body).map_err(rejected)?;
+    let delivery = state
+        .notifications
+        .publish(&notification)
+        .map_err(rejected)?;
+    tracing::debug!(
+        push_type = notification.push_type.name(),
+        connections = delivery.connections,
+        "notification sent"
+    );
+    // `queued` (device pushes stored for delivery) only when device push is on.
+    Ok(match push_to_devices(state, &notification).await? {
+        Some(queued) => json!({ "delivered": delivery.connections, "queued": queued }),
+        None => json!({ "delivered": delivery.connections }),
+    })
+}
+
+/// A `/send` the envelope or its routing refused, counted by reason.
+fn rejected(error: EnvelopeError) -> ApiError {
+    metrics::counter!("pushwarden_send_rejected_total", "reason" => error.reason()).increment(1);
+    tracing::warn!(%error, "rejected /send");
+    ApiError::BadRequest(error.to_string())
 }
 
 /// Queues the notification for the target's registered devices, if device push is on. A
@@ -116,7 +107,7 @@ pub async fn send(
 async fn push_to_devices(
     state: &SendState,
     notification: &Notification,
-) -> Result<Option<u64>, Response> {
+) -> Result<Option<u64>, ApiError> {
     let Some(gateway) = &state.devices else {
         return Ok(None);
     };
@@ -135,7 +126,7 @@ async fn push_to_devices(
             tracing::error!(error = %e, "/send: queueing device pushes failed");
             metrics::counter!("pushwarden_send_rejected_total", "reason" => "push_store")
                 .increment(1);
-            Err(ApiError::from(e).into_response())
+            Err(ApiError::from(e))
         }
     }
 }

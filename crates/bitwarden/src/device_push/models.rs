@@ -9,7 +9,7 @@ use pushwarden_model::{
     Target,
 };
 
-use super::ApiError;
+use crate::edge::ApiError;
 use crate::notification::normalize_id;
 use crate::payload::field;
 

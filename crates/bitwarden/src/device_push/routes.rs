@@ -4,20 +4,19 @@
 
 use std::sync::Arc;
 
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::HeaderMap;
-use axum::response::{IntoResponse, Response};
 use axum::Json;
 use bytes::Bytes;
 use pushwarden_auth::{token_from_request, AuthError};
+use serde_json::{json, Value};
 
 use pushwarden_model::{
     DeviceRegistration, DeviceTarget, InstallationDirectory, PushGateway, Recipient,
 };
 
 use super::models::{parse_object, parse_registration, parse_send, parse_update, required_string};
-use super::ApiError;
-use crate::hubs::auth_rejection;
+use crate::edge::ApiError;
 use crate::notification::normalize_id;
 use crate::relay::{Caller, InstallationTokens, RateLimits};
 use crate::send::SendAuthorizer;
@@ -41,72 +40,68 @@ pub struct RelayAccess {
 /// Largest request body the push API accepts.
 pub const MAX_PUSH_API_BODY: usize = 64 * 1024;
 
-/// Who is calling: an installation (by its token) or the local vault server (by `/send`'s
-/// credentials). An installation's request also takes from its rate budget.
-async fn caller(
-    state: &PushApiState,
-    headers: &HeaderMap,
-    endpoint: &'static str,
-) -> Result<Caller, Response> {
-    if let (Some(relay), Some(token)) = (&state.relay, token_from_request(headers, None)) {
-        match relay.tokens.verify(&token).await {
-            Ok(installation) => {
-                return installation_caller(relay, installation, endpoint).await;
+impl PushApiState {
+    /// Who is calling `endpoint`: an installation (by its token) or the local vault server (by
+    /// `/send`'s credentials). An installation's request also takes from its rate budget.
+    async fn caller(
+        &self,
+        headers: &HeaderMap,
+        endpoint: &'static str,
+    ) -> Result<Caller, ApiError> {
+        if let (Some(relay), Some(token)) = (&self.relay, token_from_request(headers, None)) {
+            match relay.tokens.verify(&token).await {
+                Ok(installation) => return relay.installation_caller(installation, endpoint).await,
+                // An installation token that has run out says so rather than failing as a
+                // local credential.
+                Err(e @ (AuthError::Expired | AuthError::NotYetValid)) => {
+                    return Err(ApiError::auth("push", &e));
+                }
+                Err(_) => {}
             }
-            // An installation token that has run out says so rather than failing as a
-            // local credential.
-            Err(e @ (AuthError::Expired | AuthError::NotYetValid)) => {
-                return Err(auth_rejection("push", &e).into_response());
-            }
-            Err(_) => {}
         }
+        self.authorizer
+            .authorize(headers)
+            .await
+            .map(|()| Caller::Local)
+            .map_err(|e| ApiError::auth("push", &e))
     }
-    state
-        .authorizer
-        .authorize(headers)
-        .await
-        .map(|()| Caller::Local)
-        .map_err(|e| auth_rejection("push", &e).into_response())
 }
 
-async fn installation_caller(
-    relay: &RelayAccess,
-    installation: String,
-    endpoint: &'static str,
-) -> Result<Caller, Response> {
-    match relay.directory.is_enabled(installation.clone()).await {
-        Ok(true) => {}
-        Ok(false) => {
+impl RelayAccess {
+    /// An enabled installation, counted, within its requests per minute.
+    async fn installation_caller(
+        &self,
+        installation: String,
+        endpoint: &'static str,
+    ) -> Result<Caller, ApiError> {
+        if !self.directory.is_enabled(installation.clone()).await? {
             tracing::info!(%installation, "request from a disabled or deleted installation");
-            return Err(auth_rejection(
+            return Err(ApiError::auth(
                 "push",
                 &AuthError::Forbidden("the installation is disabled".into()),
-            )
-            .into_response());
+            ));
         }
-        Err(e) => return Err(ApiError::from(e).into_response()),
-    }
-    metrics::counter!("pushwarden_relay_requests_total", "installation" => installation.clone(), "endpoint" => endpoint)
-        .increment(1);
-    if let Err(wait) = relay.limits.request(&installation) {
-        metrics::counter!("pushwarden_relay_rate_limited_total", "kind" => "requests", "installation" => installation.clone())
+        metrics::counter!("pushwarden_relay_requests_total", "installation" => installation.clone(), "endpoint" => endpoint)
             .increment(1);
-        return Err(crate::relay::too_many("requests per minute", wait));
+        if let Err(wait) = self.limits.request(&installation) {
+            metrics::counter!("pushwarden_relay_rate_limited_total", "kind" => "requests", "installation" => installation.clone())
+                .increment(1);
+            return Err(ApiError::rate_limited("requests per minute", wait));
+        }
+        Ok(Caller::Installation(installation))
     }
-    Ok(Caller::Installation(installation))
 }
 
-fn rejected(endpoint: &'static str, error: impl Into<ApiError>) -> Response {
-    let error = error.into();
-    let reason = match error {
-        ApiError::BadRequest(_) => "bad_request",
-        ApiError::Unavailable(_) => "unavailable",
-        ApiError::LimitExceeded(_) => "limit",
-    };
-    metrics::counter!("pushwarden_push_api_errors_total", "endpoint" => endpoint, "reason" => reason)
-        .increment(1);
-    tracing::warn!(endpoint, %error, "push API request failed");
-    error.into_response()
+/// Counts and logs a request the push API refused or the gateway failed, by endpoint and
+/// reason (`pushwarden_push_api_errors_total`), and answers it.
+fn failed<E: Into<ApiError>>(endpoint: &'static str) -> impl FnOnce(E) -> ApiError {
+    move |error| {
+        let error = error.into();
+        metrics::counter!("pushwarden_push_api_errors_total", "endpoint" => endpoint, "reason" => error.reason())
+            .increment(1);
+        tracing::warn!(endpoint, %error, "push API request failed");
+        error
+    }
 }
 
 /// An installation's registration, with its ids prefixed and its installation checked.
@@ -162,27 +157,23 @@ pub async fn register(
     State(state): State<Arc<PushApiState>>,
     headers: HeaderMap,
     body: Bytes,
-) -> Response {
-    let caller = match caller(&state, &headers, "register").await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
-    let device = match parse_registration(&body).and_then(|d| relayed_registration(&caller, d)) {
-        Ok(d) => d,
-        Err(e) => return rejected("register", e),
-    };
+) -> Result<Json<Value>, ApiError> {
+    let caller = state.caller(&headers, "register").await?;
+    let device = parse_registration(&body)
+        .and_then(|d| relayed_registration(&caller, d))
+        .map_err(failed("register"))?;
     let device_id = device.device_id.clone();
     let max_owned = state
         .relay
         .as_ref()
         .filter(|_| caller != Caller::Local)
         .map(|r| r.limits.limits.max_registrations);
-    match state.gateway.register(device, max_owned).await {
-        Ok(platform) => {
-            Json(serde_json::json!({ "deviceId": device_id, "platform": platform })).into_response()
-        }
-        Err(e) => rejected("register", e),
-    }
+    let platform = state
+        .gateway
+        .register(device, max_owned)
+        .await
+        .map_err(failed("register"))?;
+    Ok(Json(json!({ "deviceId": device_id, "platform": platform })))
 }
 
 /// `POST /push/delete` with `{id}`.
@@ -190,41 +181,40 @@ pub async fn delete(
     State(state): State<Arc<PushApiState>>,
     headers: HeaderMap,
     body: Bytes,
-) -> Response {
-    let caller = match caller(&state, &headers, "delete").await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
-    match parse_object(&body).and_then(|m| required_string(&m, "id")) {
-        Ok(id) => delete_device(&state, &caller, &id).await,
-        Err(e) => rejected("delete", e),
-    }
+) -> Result<Json<Value>, ApiError> {
+    let caller = state.caller(&headers, "delete").await?;
+    let id = parse_object(&body)
+        .and_then(|m| required_string(&m, "id"))
+        .map_err(failed("delete"))?;
+    delete_device(&state, &caller, &id).await
 }
 
 /// `POST|DELETE /push/delete/{id}`: Vaultwarden's form of delete.
 pub async fn delete_by_path(
     State(state): State<Arc<PushApiState>>,
-    axum::extract::Path(id): axum::extract::Path<String>,
+    Path(id): Path<String>,
     headers: HeaderMap,
-) -> Response {
-    let caller = match caller(&state, &headers, "delete").await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
+) -> Result<Json<Value>, ApiError> {
+    let caller = state.caller(&headers, "delete").await?;
     if id.trim().is_empty() {
-        return rejected(
-            "delete",
-            ApiError::BadRequest("the device id is empty".into()),
-        );
+        return Err(failed("delete")(ApiError::BadRequest(
+            "the device id is empty".into(),
+        )));
     }
     delete_device(&state, &caller, &normalize_id(&id)).await
 }
 
-async fn delete_device(state: &PushApiState, caller: &Caller, id: &str) -> Response {
-    match state.gateway.delete(caller.prefix(id)).await {
-        Ok(existed) => Json(serde_json::json!({ "deleted": existed })).into_response(),
-        Err(e) => rejected("delete", e),
-    }
+async fn delete_device(
+    state: &PushApiState,
+    caller: &Caller,
+    id: &str,
+) -> Result<Json<Value>, ApiError> {
+    let existed = state
+        .gateway
+        .delete(caller.prefix(id))
+        .await
+        .map_err(failed("delete"))?;
+    Ok(Json(json!({ "deleted": existed })))
 }
 
 /// `PUT /push/add-organization`.
@@ -232,8 +222,8 @@ pub async fn add_organization(
     State(state): State<Arc<PushApiState>>,
     headers: HeaderMap,
     body: Bytes,
-) -> Response {
-    update_organization(state, headers, body, true).await
+) -> Result<Json<Value>, ApiError> {
+    update_organization(&state, &headers, &body, true).await
 }
 
 /// `PUT /push/delete-organization`.
@@ -241,41 +231,32 @@ pub async fn delete_organization(
     State(state): State<Arc<PushApiState>>,
     headers: HeaderMap,
     body: Bytes,
-) -> Response {
-    update_organization(state, headers, body, false).await
+) -> Result<Json<Value>, ApiError> {
+    update_organization(&state, &headers, &body, false).await
 }
 
 async fn update_organization(
-    state: Arc<PushApiState>,
-    headers: HeaderMap,
-    body: Bytes,
+    state: &PushApiState,
+    headers: &HeaderMap,
+    body: &[u8],
     add: bool,
-) -> Response {
+) -> Result<Json<Value>, ApiError> {
     let endpoint = if add {
         "add-organization"
     } else {
         "delete-organization"
     };
-    let caller = match caller(&state, &headers, endpoint).await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
-    let (devices, org) = match parse_update(&body) {
-        Ok((devices, org)) => (
-            devices.iter().map(|d| caller.prefix(d)).collect(),
-            caller.prefix(&org),
-        ),
-        Err(e) => return rejected(endpoint, e),
-    };
-    let result = if add {
+    let caller = state.caller(headers, endpoint).await?;
+    let (devices, org) = parse_update(body).map_err(failed(endpoint))?;
+    let devices = devices.iter().map(|d| caller.prefix(d)).collect();
+    let org = caller.prefix(&org);
+    let changed = if add {
         state.gateway.add_organization(devices, org).await
     } else {
         state.gateway.delete_organization(devices, org).await
-    };
-    match result {
-        Ok(changed) => Json(serde_json::json!({ "updated": changed })).into_response(),
-        Err(e) => rejected(endpoint, e),
     }
+    .map_err(failed(endpoint))?;
+    Ok(Json(json!({ "updated": changed })))
 }
 
 /// `POST /push/send`.
@@ -283,31 +264,243 @@ pub async fn send(
     State(state): State<Arc<PushApiState>>,
     headers: HeaderMap,
     body: Bytes,
-) -> Response {
-    let caller = match caller(&state, &headers, "send").await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
-    let (target, message) =
-        match parse_send(&body).and_then(|(t, m)| Ok((relayed_target(&caller, t)?, m))) {
-            Ok(s) => s,
-            Err(e) => return rejected("send", e),
-        };
+) -> Result<Json<Value>, ApiError> {
+    let caller = state.caller(&headers, "send").await?;
+    let (target, message) = parse_send(&body)
+        .and_then(|(t, m)| Ok((relayed_target(&caller, t)?, m)))
+        .map_err(failed("send"))?;
     if let (Some(relay), Some(installation)) = (&state.relay, caller.installation()) {
         if let Err(wait) = relay.limits.push(installation) {
             metrics::counter!("pushwarden_relay_rate_limited_total", "kind" => "pushes", "installation" => installation.to_owned())
                 .increment(1);
-            return crate::relay::too_many("pushes per minute", wait);
+            return Err(ApiError::rate_limited("pushes per minute", wait));
         }
     }
-    match state.gateway.send(target, message).await {
-        Ok(queued) => {
-            if let Some(installation) = caller.installation() {
-                metrics::counter!("pushwarden_relay_pushes_total", "installation" => installation.to_owned())
-                    .increment(queued);
-            }
-            Json(serde_json::json!({ "queued": queued })).into_response()
+    let queued = state
+        .gateway
+        .send(target, message)
+        .await
+        .map_err(failed("send"))?;
+    if let Some(installation) = caller.installation() {
+        metrics::counter!("pushwarden_relay_pushes_total", "installation" => installation.to_owned())
+            .increment(queued);
+    }
+    Ok(Json(json!({ "queued": queued })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::response::IntoResponse;
+    use http::{header, HeaderValue, StatusCode};
+    use pushwarden_auth::Minter;
+    use pushwarden_model::{BoxFuture, GatewayError, PushMessage, SecretVerdict};
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    use crate::relay::RelayLimits;
+
+    const ENABLED: &str = "inst-on";
+    const DISABLED: &str = "inst-off";
+    const SECRET: &[u8] = b"relay-secret";
+
+    /// Records registrations; deleting fails as a store outage would.
+    #[derive(Default)]
+    struct Gateway {
+        registered: Mutex<Vec<DeviceRegistration>>,
+    }
+
+    impl PushGateway for Gateway {
+        fn register(
+            &self,
+            device: DeviceRegistration,
+            _max_owned: Option<u64>,
+        ) -> BoxFuture<'_, Result<String, GatewayError>> {
+            self.registered.lock().expect("lock").push(device);
+            Box::pin(async { Ok("fcm".to_owned()) })
         }
-        Err(e) => rejected("send", e),
+        fn delete(&self, _device_id: String) -> BoxFuture<'_, Result<bool, GatewayError>> {
+            Box::pin(async { Err(GatewayError::Unavailable("store is down".into())) })
+        }
+        fn add_organization(
+            &self,
+            _device_ids: Vec<String>,
+            _organization_id: String,
+        ) -> BoxFuture<'_, Result<u64, GatewayError>> {
+            Box::pin(async { Ok(0) })
+        }
+        fn delete_organization(
+            &self,
+            _device_ids: Vec<String>,
+            _organization_id: String,
+        ) -> BoxFuture<'_, Result<u64, GatewayError>> {
+            Box::pin(async { Ok(0) })
+        }
+        fn send(
+            &self,
+            _target: DeviceTarget,
+            _message: PushMessage,
+        ) -> BoxFuture<'_, Result<u64, GatewayError>> {
+            Box::pin(async { Ok(1) })
+        }
+    }
+
+    struct Directory;
+
+    impl InstallationDirectory for Directory {
+        fn check_secret(
+            &self,
+            _id: String,
+            _secret: String,
+        ) -> BoxFuture<'_, Result<SecretVerdict, GatewayError>> {
+            Box::pin(async { Ok(SecretVerdict::Valid) })
+        }
+        fn is_enabled(&self, id: String) -> BoxFuture<'_, Result<bool, GatewayError>> {
+            Box::pin(async move { Ok(id == ENABLED) })
+        }
+    }
+
+    fn state(requests_per_minute: u32) -> (Arc<PushApiState>, Arc<Gateway>) {
+        let gateway = Arc::new(Gateway::default());
+        let state = PushApiState {
+            gateway: gateway.clone(),
+            authorizer: Arc::new(SendAuthorizer::new(None, Some("local-key".into()))),
+            relay: Some(RelayAccess {
+                tokens: Arc::new(
+                    InstallationTokens::new(SECRET.to_vec(), Duration::from_secs(60))
+                        .expect("tokens"),
+                ),
+                directory: Arc::new(Directory),
+                limits: Arc::new(RateLimits::new(RelayLimits {
+                    requests_per_minute,
+                    ..RelayLimits::default()
+                })),
+            }),
+        };
+        (Arc::new(state), gateway)
+    }
+
+    fn bearer(token: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_str(&format!("Bearer {token}")).expect("header"),
+        );
+        headers
+    }
+
+    fn installation_token(state: &PushApiState, id: &str) -> String {
+        state
+            .relay
+            .as_ref()
+            .expect("relay")
+            .tokens
+            .mint(id)
+            .expect("mint")
+    }
+
+    #[tokio::test]
+    async fn callers_are_the_local_server_or_an_enabled_installation() {
+        let (state, _) = state(600);
+        assert_eq!(
+            state.caller(&bearer("local-key"), "send").await,
+            Ok(Caller::Local)
+        );
+        let token = installation_token(&state, ENABLED);
+        assert_eq!(
+            state.caller(&bearer(&token), "send").await,
+            Ok(Caller::Installation(ENABLED.into()))
+        );
+        let token = installation_token(&state, DISABLED);
+        assert_eq!(
+            state.caller(&bearer(&token), "send").await,
+            Err(ApiError::Forbidden(
+                "forbidden: the installation is disabled".into()
+            ))
+        );
+        assert_eq!(
+            state.caller(&HeaderMap::new(), "send").await,
+            Err(ApiError::Unauthorized("no token supplied".into()))
+        );
+        assert_eq!(
+            state.caller(&bearer("wrong-key"), "send").await,
+            Err(ApiError::Unauthorized("invalid signature".into()))
+        );
+    }
+
+    #[tokio::test]
+    async fn an_expired_installation_token_says_so() {
+        let (state, _) = state(600);
+        let expired = Minter::Hs256(SECRET.to_vec())
+            .mint(
+                &json!({"iss": "pushwarden-relay", "sub": ENABLED, "scope": ["api.push"],
+                "client_id": format!("installation.{ENABLED}"), "client_sub": ENABLED,
+                "exp": 1_000_000_000u64}),
+            )
+            .expect("mint");
+        let error = state
+            .caller(&bearer(&expired), "send")
+            .await
+            .expect_err("expired");
+        assert_eq!(error, ApiError::Unauthorized("token expired".into()));
+        let response = error.into_response();
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(response.headers()[header::WWW_AUTHENTICATE], "Bearer");
+    }
+
+    #[tokio::test]
+    async fn an_installation_over_its_requests_per_minute_waits() {
+        let (state, _) = state(1);
+        let token = installation_token(&state, ENABLED);
+        assert!(state.caller(&bearer(&token), "register").await.is_ok());
+        match state.caller(&bearer(&token), "register").await {
+            Err(ApiError::TooManyRequests { what, retry_after }) => {
+                assert_eq!(what, "requests per minute");
+                assert!(retry_after > Duration::ZERO);
+            }
+            other => panic!("expected 429, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn handlers_answer_through_the_edge() {
+        let (state, gateway) = state(600);
+        let token = installation_token(&state, ENABLED);
+        let body = json!({"deviceId": "d1", "userId": "u1", "type": 0, "pushToken": "t"});
+        let Json(answer) = register(
+            State(state.clone()),
+            bearer(&token),
+            Bytes::from(body.to_string()),
+        )
+        .await
+        .expect("registered");
+        assert_eq!(
+            answer,
+            json!({"deviceId": format!("{ENABLED}_d1"), "platform": "fcm"})
+        );
+        assert_eq!(
+            gateway.registered.lock().expect("lock")[0].owner.as_deref(),
+            Some(ENABLED)
+        );
+        let refused = register(
+            State(state.clone()),
+            bearer(&token),
+            Bytes::from_static(b"[]"),
+        )
+        .await
+        .expect_err("not an object");
+        assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
+        let down = delete_by_path(
+            State(state.clone()),
+            Path("d1".to_owned()),
+            bearer("local-key"),
+        )
+        .await
+        .expect_err("store is down");
+        assert_eq!(down, ApiError::Unavailable("store is down".into()));
+        let empty = delete_by_path(State(state), Path(" ".to_owned()), bearer("local-key"))
+            .await
+            .expect_err("empty id");
+        assert_eq!(empty, ApiError::BadRequest("the device id is empty".into()));
     }
 }

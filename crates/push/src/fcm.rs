@@ -13,14 +13,16 @@
 //! Both the token endpoint (from the service-account file) and the FCM base URL can point
 //! elsewhere, so tests run against an in-process fake: there is no FCM emulator.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use reqwest::StatusCode;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
-use tokio::time::Instant;
 use url::Url;
+
+use crate::clock::Clock;
 
 /// Production FCM host; the path carries the project.
 const DEFAULT_BASE: &str = "https://fcm.googleapis.com";
@@ -168,6 +170,8 @@ pub struct FcmClient {
     /// Held across the token request so that concurrent senders wait for one refresh instead
     /// of each hitting the token endpoint.
     refresh_gate: tokio::sync::Mutex<()>,
+    /// Where the cache reads the time.
+    clock: Arc<dyn Clock>,
 }
 
 impl std::fmt::Debug for FcmClient {
@@ -205,7 +209,14 @@ impl FcmClient {
             token_uri,
             cached: parking_lot::Mutex::new(None),
             refresh_gate: tokio::sync::Mutex::new(()),
+            clock: crate::clock::system(),
         })
+    }
+
+    /// Reads the time for the access-token cache from `clock`.
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// The project this client sends for.
@@ -291,7 +302,7 @@ impl FcmClient {
         let cached = self.cached.lock();
         cached
             .as_ref()
-            .filter(|token| Instant::now() < token.refresh_at)
+            .filter(|token| self.clock.now() < token.refresh_at)
             .map(|token| token.value.clone())
     }
 
@@ -314,7 +325,7 @@ impl FcmClient {
             .append_pair("grant_type", GRANT_TYPE)
             .append_pair("assertion", &assertion)
             .finish();
-        let started = Instant::now();
+        let started = self.clock.now();
         let response = self
             .http
             .post(self.token_uri.clone())

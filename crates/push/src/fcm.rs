@@ -1,6 +1,7 @@
 //! Firebase Cloud Messaging, HTTP v1 API, authenticated with a service account.
 //!
-//! The flow (spec: push-providers §2):
+//! The flow (Google's "Authorize send requests" and "Send a message" guides for FCM HTTP v1,
+//! firebase.google.com/docs/cloud-messaging):
 //! 1. A service-account JSON file gives `client_email`, an RSA `private_key` and `token_uri`.
 //! 2. We sign an RS256 JWT and trade it at `token_uri` for an OAuth access token (JWT bearer
 //!    grant). The token lives about an hour; we cache it and refresh it a little before it ends.
@@ -589,7 +590,9 @@ fn classify(status: StatusCode, retry_after: Option<Duration>, text: &str) -> At
 }
 
 /// INVALID_ARGUMENT covers many mistakes; only the registration-token one means the token
-/// should be deleted (spec §2.3). FCM says so in the message text
+/// should be deleted (firebase.google.com/docs/cloud-messaging/error-codes lists an invalid
+/// registration among INVALID_ARGUMENT's causes, beside a message too big, a bad TTL…). FCM
+/// says so in the message text
 /// ("The registration token is not a valid FCM registration token") and sometimes in a
 /// BadRequest field violation on `message.token`.
 fn is_about_token(info: &ErrorInfo) -> bool {

@@ -271,6 +271,73 @@ mod tests {
         }
     }
 
+    /// A queue in memory: items are claimed in order, `room` at a time.
+    struct Memory {
+        queue: parking_lot::Mutex<Vec<u32>>,
+        done: parking_lot::Mutex<Vec<u32>>,
+        processed: Notify,
+    }
+
+    impl LeasedWork for Memory {
+        type Item = u32;
+        const NAME: &'static str = "test queue";
+
+        fn room(&self) -> usize {
+            2
+        }
+
+        async fn claim(&self, _now_ms: i64, limit: u32) -> Result<Vec<u32>, StoreError> {
+            let mut queue = self.queue.lock();
+            let n = queue.len().min(limit as usize);
+            Ok(queue.drain(..n).collect())
+        }
+
+        async fn process(&self, items: Vec<u32>) {
+            self.done.lock().extend(items);
+            self.processed.notify_one();
+        }
+
+        async fn after_round(&self) {}
+
+        async fn next_due_ms(&self) -> Result<Option<i64>, StoreError> {
+            Ok(None)
+        }
+    }
+
+    /// Waits until `memory` has processed `want`, for at most five seconds.
+    async fn processed(memory: &Memory, want: &[u32]) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while memory.done.lock().as_slice() != want {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let woke = tokio::time::timeout(left, memory.processed.notified()).await;
+            assert!(woke.is_ok(), "processed {:?}", memory.done.lock());
+        }
+    }
+
+    #[tokio::test]
+    async fn the_loop_drains_in_batches_wakes_on_notify_and_stops() {
+        let memory = Arc::new(Memory {
+            queue: parking_lot::Mutex::new(vec![1, 2, 3]),
+            done: parking_lot::Mutex::new(Vec::new()),
+            processed: Notify::new(),
+        });
+        let wake = Arc::new(Notify::new());
+        let (stop, stopped) = watch::channel(false);
+        // Polling once an hour: only a wake-up can find the fourth item in time.
+        let pace = Pace {
+            batch: 10,
+            poll_interval: Duration::from_secs(3600),
+        };
+        let worker = tokio::spawn(run(memory.clone(), pace, wake.clone(), stopped));
+        processed(&memory, &[1, 2, 3]).await;
+        memory.queue.lock().push(4);
+        wake.notify_one();
+        processed(&memory, &[1, 2, 3, 4]).await;
+        stop.send_replace(true);
+        let ended = tokio::time::timeout(Duration::from_secs(5), worker).await;
+        assert!(matches!(ended, Ok(Ok(()))), "the loop stops when told");
+    }
+
     #[test]
     fn waits_until_due_but_no_longer_than_the_poll_interval() {
         let poll = Duration::from_secs(1);

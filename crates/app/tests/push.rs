@@ -376,7 +376,8 @@ async fn throttling_and_server_errors_are_retried_honouring_retry_after() {
     assert!(server
         .push
         .store()
-        .registration("fcm-busy")
+        .registrations()
+        .get("fcm-busy")
         .await
         .expect("lookup")
         .is_some());
@@ -431,7 +432,8 @@ async fn rejected_and_expired_pushes_are_dropped_counted_and_logged() {
     assert!(server
         .push
         .store()
-        .registration("too-large")
+        .registrations()
+        .get("too-large")
         .await
         .expect("lookup")
         .is_some());
@@ -478,7 +480,8 @@ async fn a_configuration_error_shows_in_health_and_keeps_the_push() {
         server
             .push
             .store()
-            .pending_deliveries()
+            .deliveries()
+            .pending()
             .await
             .expect("pending"),
         1

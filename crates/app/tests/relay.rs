@@ -29,7 +29,8 @@ async fn installation(server: &Server) -> (String, String) {
     let (i, key) = server
         .push
         .store()
-        .create_installation(Some("ops@example.com"), now_ms())
+        .installations()
+        .create(Some("ops@example.com"), now_ms())
         .await
         .expect("installation");
     (i.id, key)
@@ -343,7 +344,8 @@ async fn vaultwardens_push_client_sequence_reaches_the_iphone_but_not_the_sender
         server
             .push
             .store()
-            .owned_registrations(&id)
+            .registrations()
+            .count_owned(&id)
             .await
             .expect("count"),
         0
@@ -373,7 +375,8 @@ async fn an_installation_cannot_touch_anothers_devices() {
     assert!(server
         .push
         .store()
-        .registration(&stored)
+        .registrations()
+        .get(&stored)
         .await
         .expect("lookup")
         .is_some());
@@ -460,7 +463,8 @@ async fn an_installation_cannot_touch_anothers_devices() {
     let b_device = server
         .push
         .store()
-        .registration(&stored)
+        .registrations()
+        .get(&stored)
         .await
         .expect("lookup")
         .expect("B's device is still there");
@@ -591,7 +595,8 @@ async fn token_endpoint_answers_oauth_errors() {
     server
         .push
         .store()
-        .set_installation_enabled(&id, false, now_ms())
+        .installations()
+        .set_enabled(&id, false, now_ms())
         .await
         .expect("disable");
     let (status, answer) = token_request(
@@ -965,11 +970,16 @@ async fn a_self_hosted_pushwarden_pushes_through_a_relay_process_over_https() {
     .await
     .expect("relay database");
     assert_eq!(
-        relay_store.owned_registrations(&id).await.expect("count"),
+        relay_store
+            .registrations()
+            .count_owned(&id)
+            .await
+            .expect("count"),
         1
     );
     assert!(relay_store
-        .registration(&format!("{id}_iphone"))
+        .registrations()
+        .get(&format!("{id}_iphone"))
         .await
         .expect("lookup")
         .is_some());
@@ -991,7 +1001,8 @@ async fn requests_for_a_relay_that_is_down_wait_in_the_outbox() {
         .await
         .expect("relay database");
     let (inst, key) = store
-        .create_installation(None, now_ms())
+        .installations()
+        .create(None, now_ms())
         .await
         .expect("installation");
     store.close().await;

@@ -8,12 +8,15 @@
 //! [`Outcome`] that tells the delivery queue whether to forget the device, retry later, or give
 //! up and alert an operator.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use url::Url;
+
+use crate::clock::Clock;
 
 /// Apple's production gateway.
 pub const PRODUCTION_URL: &str = "https://api.push.apple.com";
@@ -265,6 +268,7 @@ pub struct ApnsClient {
     production: Gateway,
     sandbox: Gateway,
     signer: TokenSigner,
+    clock: Arc<dyn Clock>,
 }
 
 struct Gateway {
@@ -323,7 +327,16 @@ impl ApnsClient {
                 base: sandbox_base,
             },
             signer,
+            clock: crate::clock::system(),
         })
+    }
+
+    /// Reads the time for the token cache from `clock`; the token minted to check the key at
+    /// construction is forgotten, so the first send mints one at `clock`'s time.
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        *self.signer.cached.lock() = None;
+        self
     }
 
     /// Sends `body` to one device. Checks what APNs would reject locally first, so obviously
@@ -350,7 +363,7 @@ impl ApnsClient {
             };
         }
 
-        let jwt = match self.signer.current(Instant::now()) {
+        let jwt = match self.signer.current(self.clock.now()) {
             Ok(jwt) => jwt,
             Err(e) => return token_error_outcome(e),
         };
@@ -368,7 +381,7 @@ impl ApnsClient {
             {
                 // Apple's guidance: mint a new token (respecting the 20-minute rule) and
                 // retry once.
-                match self.signer.replace_expired(&jwt, Instant::now()) {
+                match self.signer.replace_expired(&jwt, self.clock.now()) {
                     Ok(fresh) => {
                         tracing::info!(
                             "APNs reported ExpiredProviderToken; retrying once with a new token"

@@ -24,13 +24,24 @@ impl Backoff {
     /// "equal jitter" (half fixed, half random) so that pushes failed together do not retry in
     /// lockstep; never shorter than the provider's `Retry-After`.
     pub fn delay(&self, attempts: u32, retry_after: Option<Duration>) -> Duration {
+        self.delay_with(attempts, retry_after, rand::rng().random_range(0.0..=1.0))
+    }
+
+    /// [`Backoff::delay`] with the random part given: `jitter` in `0.0..=1.0` picks where in
+    /// the upper half the wait falls.
+    pub fn delay_with(
+        &self,
+        attempts: u32,
+        retry_after: Option<Duration>,
+        jitter: f64,
+    ) -> Duration {
         let exp = self
             .base
             .saturating_mul(1u32.checked_shl(attempts.min(30)).unwrap_or(u32::MAX))
             .min(self.max);
         let half = exp / 2;
-        let jitter = rand::rng().random_range(0..=half.as_millis().max(1) as u64);
-        let delay = half + Duration::from_millis(jitter);
+        let spread = half.as_millis().max(1) as f64;
+        let delay = half + Duration::from_millis((spread * jitter.clamp(0.0, 1.0)).round() as u64);
         retry_after.map_or(delay, |after| delay.max(after))
     }
 }

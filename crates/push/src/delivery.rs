@@ -1,18 +1,20 @@
 //! The delivery worker: claims due deliveries from the store, sends them with bounded
-//! concurrency per provider, and settles each by its outcome.
+//! concurrency per provider, and settles each by its outcome. The loop and the retry decision
+//! are [`lease`](crate::lease)'s.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, Notify, Semaphore};
+use tokio::sync::{mpsc, Semaphore};
 
 use crate::backoff::Backoff;
 use crate::health::Health;
+use crate::lease::{LeasedWork, RetryPolicy, Step};
 use crate::outcome::Outcome;
 use crate::providers::Providers;
 use crate::registration::Provider;
-use crate::store::{now_ms, ClaimedDelivery, RetryPlan, Store};
+use crate::store::{now_ms, ClaimedDelivery, Deliveries, Registrations, RetryPlan};
 
 #[derive(Clone, Debug)]
 pub struct DeliveryOptions {
@@ -28,6 +30,16 @@ pub struct DeliveryOptions {
     pub poll_interval: Duration,
 }
 
+impl DeliveryOptions {
+    /// When failed pushes (and relay requests) are retried, and when they are given up.
+    pub fn retry_policy(&self) -> RetryPolicy {
+        RetryPolicy {
+            backoff: self.backoff,
+            max_age: self.max_age,
+        }
+    }
+}
+
 impl Default for DeliveryOptions {
     fn default() -> Self {
         Self {
@@ -40,14 +52,24 @@ impl Default for DeliveryOptions {
     }
 }
 
+/// What a delivery in flight needs.
 pub(crate) struct Worker {
-    pub store: Store,
+    pub deliveries: Deliveries,
+    pub registrations: Registrations,
     pub providers: Arc<Providers>,
     pub health: Arc<Health>,
     pub options: DeliveryOptions,
-    pub wake: Arc<Notify>,
     /// Settled deliveries on their way to [`settle_in_batches`].
     pub settled: mpsc::Sender<(String, String)>,
+}
+
+/// The delivery queue as [`lease::run`](crate::lease::run) drives it: a lane of
+/// `concurrency` pushes per provider, and room for as many in all.
+pub(crate) struct DeliveryWork {
+    worker: Arc<Worker>,
+    lanes: HashMap<Provider, Arc<Semaphore>>,
+    total: Arc<Semaphore>,
+    last_housekeeping: parking_lot::Mutex<tokio::time::Instant>,
 }
 
 /// The most deliveries one batch removes.
@@ -58,10 +80,13 @@ const SETTLE_BATCH: usize = 512;
 /// when idle each goes at once. A batch that fails is logged and its deliveries stay leased,
 /// to be sent again when the lease lapses: a duplicate push, never a lost one. Ends when every
 /// sender is gone, after writing what it has.
-pub(crate) async fn settle_in_batches(store: Store, mut settled: mpsc::Receiver<(String, String)>) {
+pub(crate) async fn settle_in_batches(
+    deliveries: Deliveries,
+    mut settled: mpsc::Receiver<(String, String)>,
+) {
     let mut batch = Vec::with_capacity(SETTLE_BATCH);
     while settled.recv_many(&mut batch, SETTLE_BATCH).await > 0 {
-        if let Err(e) = store.settle_many(&batch).await {
+        if let Err(e) = deliveries.settle(&batch).await {
             tracing::warn!(error = %e, count = batch.len(), "push queue: settling deliveries failed; they will be sent again when their lease lapses");
         }
         metrics::histogram!("pushwarden_push_settle_batch_size").record(batch.len() as f64);
@@ -69,94 +94,108 @@ pub(crate) async fn settle_in_batches(store: Store, mut settled: mpsc::Receiver<
     }
 }
 
-impl Worker {
-    /// Runs until `stop` resolves; deliveries in flight then finish (or their leases lapse).
-    pub async fn run(self: Arc<Self>, mut stop: tokio::sync::watch::Receiver<bool>) {
-        let per_provider: HashMap<Provider, Arc<Semaphore>> = Provider::ALL
-            .into_iter()
-            .map(|p| (p, Arc::new(Semaphore::new(self.options.concurrency))))
-            .collect();
-        let total = Arc::new(Semaphore::new(
-            self.options.concurrency * Provider::ALL.len(),
-        ));
-        let mut last_purge = tokio::time::Instant::now();
-        loop {
-            if *stop.borrow() {
-                break;
-            }
-            let free = total.available_permits();
-            let claimed = if free == 0 {
-                Vec::new()
-            } else {
-                let limit = u32::try_from(free.min(256)).unwrap_or(256);
-                match self.store.claim(now_ms(), self.options.lease, limit).await {
-                    Ok(c) => c,
-                    Err(e) => {
-                        tracing::error!(error = %e, "push queue: claiming deliveries failed");
-                        Vec::new()
-                    }
-                }
-            };
-            let got_any = !claimed.is_empty();
-            for delivery in claimed {
-                let Ok(permit) = total.clone().try_acquire_owned() else {
-                    break;
-                };
-                let worker = self.clone();
-                let lane = delivery
-                    .device
-                    .as_ref()
-                    .and_then(|d| per_provider.get(&d.platform.provider()).cloned());
-                tokio::spawn(async move {
-                    let _permit = permit;
-                    let _lane = match lane {
-                        Some(l) => l.acquire_owned().await.ok(),
-                        None => None,
-                    };
-                    worker.deliver(delivery).await;
-                });
-            }
-            if last_purge.elapsed() > Duration::from_secs(30) {
-                last_purge = tokio::time::Instant::now();
-                self.housekeeping().await;
-            }
-            if got_any && total.available_permits() > 0 {
-                continue;
-            }
-            let wait = if total.available_permits() == 0 {
-                Duration::from_millis(20)
-            } else {
-                self.until_next_due().await
-            };
-            tokio::select! {
-                _ = self.wake.notified() => {}
-                _ = tokio::time::sleep(wait) => {}
-                _ = stop.changed() => {}
-            }
+/// The most deliveries one claim takes.
+const CLAIM_BATCH: u32 = 256;
+
+/// How often settled messages are purged and the queue's depth is reported.
+const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(30);
+
+impl DeliveryWork {
+    pub fn new(worker: Worker) -> Self {
+        let concurrency = worker.options.concurrency;
+        Self {
+            lanes: Provider::ALL
+                .into_iter()
+                .map(|p| (p, Arc::new(Semaphore::new(concurrency))))
+                .collect(),
+            total: Arc::new(Semaphore::new(concurrency * Provider::ALL.len())),
+            worker: Arc::new(worker),
+            last_housekeeping: parking_lot::Mutex::new(tokio::time::Instant::now()),
         }
     }
 
-    async fn until_next_due(&self) -> Duration {
-        let poll = self.options.poll_interval;
-        match self.store.next_due_ms().await {
-            Ok(Some(due)) => {
-                let ms = (due - now_ms()).clamp(0, poll.as_millis() as i64);
-                Duration::from_millis(ms as u64)
-            }
-            _ => poll,
+    pub fn pace(&self) -> crate::lease::Pace {
+        crate::lease::Pace {
+            batch: CLAIM_BATCH,
+            poll_interval: self.worker.options.poll_interval,
         }
     }
 
     async fn housekeeping(&self) {
-        if let Err(e) = self.store.purge_settled_messages().await {
+        let deliveries = &self.worker.deliveries;
+        if let Err(e) = deliveries.purge_settled_messages().await {
             tracing::warn!(error = %e, "push queue: purging settled messages failed");
         }
-        match self.store.pending_deliveries().await {
+        match deliveries.pending().await {
             Ok(n) => metrics::gauge!("pushwarden_push_queue_pending").set(n as f64),
             Err(e) => tracing::warn!(error = %e, "push queue: counting failed"),
         }
     }
+}
 
+/// Deliveries finish on their own tasks: `process` only starts them, each holding a slot of
+/// the total and, once it has one, of its provider's lane. When the loop stops, deliveries in
+/// flight still finish (or their leases lapse).
+impl LeasedWork for DeliveryWork {
+    type Item = ClaimedDelivery;
+    const NAME: &'static str = "push queue";
+
+    fn room(&self) -> usize {
+        self.total.available_permits()
+    }
+
+    async fn claim(
+        &self,
+        now_ms: i64,
+        limit: u32,
+    ) -> Result<Vec<ClaimedDelivery>, crate::store::StoreError> {
+        self.worker
+            .deliveries
+            .claim(now_ms, self.worker.options.lease, limit)
+            .await
+    }
+
+    async fn process(&self, claimed: Vec<ClaimedDelivery>) {
+        for delivery in claimed {
+            let Ok(permit) = self.total.clone().try_acquire_owned() else {
+                break;
+            };
+            let worker = self.worker.clone();
+            let lane = delivery
+                .device
+                .as_ref()
+                .and_then(|d| self.lanes.get(&d.platform.provider()).cloned());
+            tokio::spawn(async move {
+                let _permit = permit;
+                let _lane = match lane {
+                    Some(l) => l.acquire_owned().await.ok(),
+                    None => None,
+                };
+                worker.deliver(delivery).await;
+            });
+        }
+    }
+
+    async fn after_round(&self) {
+        let due = {
+            let mut last = self.last_housekeeping.lock();
+            let due = last.elapsed() > HOUSEKEEPING_EVERY;
+            if due {
+                *last = tokio::time::Instant::now();
+            }
+            due
+        };
+        if due {
+            self.housekeeping().await;
+        }
+    }
+
+    async fn next_due_ms(&self) -> Result<Option<i64>, crate::store::StoreError> {
+        self.worker.deliveries.next_due_ms().await
+    }
+}
+
+impl Worker {
     /// Sends one delivery and settles it by its outcome.
     async fn deliver(&self, delivery: ClaimedDelivery) {
         let now = now_ms();
@@ -173,7 +212,11 @@ impl Worker {
         let provider = device.platform.provider();
         let label = provider.as_str();
         let age = Duration::from_millis(u64::try_from(now - delivery.created_ms).unwrap_or(0));
-        if age > self.options.max_age {
+        if self
+            .options
+            .retry_policy()
+            .expired(delivery.created_ms, now)
+        {
             return self
                 .drop_delivery(&delivery, label, "expired", "older than the maximum age")
                 .await;
@@ -211,8 +254,8 @@ impl Worker {
             Outcome::Gone { reason, at_ms } => {
                 self.health.ok(label);
                 let removed = self
-                    .store
-                    .remove_dead_registration(
+                    .registrations
+                    .remove_dead(
                         &delivery.device_id,
                         device.channel.address(),
                         at_ms.unwrap_or(now),
@@ -257,26 +300,26 @@ impl Worker {
         reason: String,
         now: i64,
     ) {
-        let delay = self.options.backoff.delay(delivery.attempts, after);
-        let next = now.saturating_add(delay.as_millis() as i64);
-        let deadline = delivery
-            .created_ms
-            .saturating_add(self.options.max_age.as_millis() as i64);
-        if next > deadline {
-            let why = format!("would retry after the maximum age; last error: {reason}");
-            return self.drop_delivery(delivery, label, "expired", &why).await;
-        }
+        let next = match self.options.retry_policy().next_step(
+            delivery.attempts,
+            delivery.created_ms,
+            now,
+            after,
+        ) {
+            Step::RetryAt(next) => next,
+            Step::Expire => {
+                let why = format!("would retry after the maximum age; last error: {reason}");
+                return self.drop_delivery(delivery, label, "expired", &why).await;
+            }
+        };
+        let delay = Duration::from_millis(u64::try_from(next - now).unwrap_or(0));
         tracing::debug!(provider = label, device_id = %delivery.device_id, attempts = delivery.attempts + 1, ?delay, %reason, "push will be retried");
         let plan = RetryPlan {
             attempts: delivery.attempts.saturating_add(1),
             next_attempt_ms: next,
             error: reason,
         };
-        if let Err(e) = self
-            .store
-            .reschedule(&delivery.message_id, &delivery.device_id, &plan)
-            .await
-        {
+        if let Err(e) = self.deliveries.retry(&delivery.key(), &plan).await {
             tracing::warn!(error = %e, "push queue: rescheduling failed; the lease will bring it back");
         }
     }
@@ -305,8 +348,7 @@ impl Worker {
 
     /// Hands a settled delivery to the batcher.
     async fn settled(&self, delivery: &ClaimedDelivery) {
-        let key = (delivery.message_id.clone(), delivery.device_id.clone());
-        if self.settled.send(key).await.is_err() {
+        if self.settled.send(delivery.key()).await.is_err() {
             // Only at shutdown; the lease brings the delivery back after a restart.
             tracing::debug!("push queue: settling after the batcher stopped");
         }

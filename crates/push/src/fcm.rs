@@ -1,6 +1,7 @@
 //! Firebase Cloud Messaging, HTTP v1 API, authenticated with a service account.
 //!
-//! The flow (spec: push-providers §2):
+//! The flow (Google's "Authorize send requests" and "Send a message" guides for FCM HTTP v1,
+//! firebase.google.com/docs/cloud-messaging):
 //! 1. A service-account JSON file gives `client_email`, an RSA `private_key` and `token_uri`.
 //! 2. We sign an RS256 JWT and trade it at `token_uri` for an OAuth access token (JWT bearer
 //!    grant). The token lives about an hour; we cache it and refresh it a little before it ends.
@@ -13,14 +14,16 @@
 //! Both the token endpoint (from the service-account file) and the FCM base URL can point
 //! elsewhere, so tests run against an in-process fake: there is no FCM emulator.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use reqwest::StatusCode;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
-use tokio::time::Instant;
 use url::Url;
+
+use crate::clock::Clock;
 
 /// Production FCM host; the path carries the project.
 const DEFAULT_BASE: &str = "https://fcm.googleapis.com";
@@ -168,6 +171,8 @@ pub struct FcmClient {
     /// Held across the token request so that concurrent senders wait for one refresh instead
     /// of each hitting the token endpoint.
     refresh_gate: tokio::sync::Mutex<()>,
+    /// Where the cache reads the time.
+    clock: Arc<dyn Clock>,
 }
 
 impl std::fmt::Debug for FcmClient {
@@ -205,7 +210,14 @@ impl FcmClient {
             token_uri,
             cached: parking_lot::Mutex::new(None),
             refresh_gate: tokio::sync::Mutex::new(()),
+            clock: crate::clock::system(),
         })
+    }
+
+    /// Reads the time for the access-token cache from `clock`.
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// The project this client sends for.
@@ -291,7 +303,7 @@ impl FcmClient {
         let cached = self.cached.lock();
         cached
             .as_ref()
-            .filter(|token| Instant::now() < token.refresh_at)
+            .filter(|token| self.clock.now() < token.refresh_at)
             .map(|token| token.value.clone())
     }
 
@@ -314,7 +326,7 @@ impl FcmClient {
             .append_pair("grant_type", GRANT_TYPE)
             .append_pair("assertion", &assertion)
             .finish();
-        let started = Instant::now();
+        let started = self.clock.now();
         let response = self
             .http
             .post(self.token_uri.clone())
@@ -578,7 +590,9 @@ fn classify(status: StatusCode, retry_after: Option<Duration>, text: &str) -> At
 }
 
 /// INVALID_ARGUMENT covers many mistakes; only the registration-token one means the token
-/// should be deleted (spec §2.3). FCM says so in the message text
+/// should be deleted (firebase.google.com/docs/cloud-messaging/error-codes lists an invalid
+/// registration among INVALID_ARGUMENT's causes, beside a message too big, a bad TTL…). FCM
+/// says so in the message text
 /// ("The registration token is not a valid FCM registration token") and sometimes in a
 /// BadRequest field violation on `message.token`.
 fn is_about_token(info: &ErrorInfo) -> bool {

@@ -1,13 +1,19 @@
 //! Push delivery: how a notification reaches a phone or a browser without Azure.
 //!
-//! - Providers, each speaking the real protocol with a base URL tests can override:
-//!   [`apns`] (HTTP/2, ES256 token auth), [`fcm`] (HTTP v1, service-account OAuth) and
-//!   [`webpush`] (RFC 8291 encryption, RFC 8292 VAPID; also UnifiedPush). [`providers`] puts
-//!   them behind one call and [`outcome`] phrases every answer as what to do next.
+//! - [`apns`]: Apple's HTTP/2 provider API, ES256 token auth, the Bitwarden iOS payload.
+//! - [`fcm`]: Firebase Cloud Messaging HTTP v1, service-account OAuth, data messages.
+//! - [`webpush`]: Web Push and UnifiedPush, RFC 8291 encryption and RFC 8292 VAPID.
+//! - [`providers`]: the configured providers behind one call.
+//! - [`outcome`]: every provider's answer phrased as what the queue does next.
+//! - [`health`]: each provider's configuration error, for logs and `/health`.
+//! - [`clock`]: the time the token caches read, which tests move by hand.
 //! - [`registration`]: a registered device, its platform and channel.
-//! - [`store`]: the registry and the durable delivery queue (SQLite or PostgreSQL).
-//! - [`delivery`]: the worker that drains the queue with retries, backoff and a maximum age.
-//! - [`upstream`]: the self-hosted role, forwarding to an upstream relay through an outbox.
+//! - [`store`]: SQLite or PostgreSQL, with a handle per concern: registrations, deliveries,
+//!   outbox, installations; both queues share its leased-queue SQL.
+//! - [`backoff`]: exponential backoff with jitter, never sooner than `Retry-After`.
+//! - [`lease`]: the retry-or-expire decision and the claim/work/wait loop both queues run.
+//! - [`delivery`]: the delivery queue's worker: bounded concurrency per provider, batched settles.
+//! - [`upstream`]: the self-hosted role, forwarding to an upstream relay through the outbox.
 //! - [`service`]: all of it behind Bitwarden's push API ([`PushGateway`]) and the relay's
 //!   installation directory.
 //!
@@ -15,9 +21,11 @@
 
 pub mod apns;
 pub mod backoff;
+pub mod clock;
 pub mod delivery;
 pub mod fcm;
 pub mod health;
+pub mod lease;
 pub mod outcome;
 pub mod providers;
 pub mod registration;

@@ -9,12 +9,13 @@ use pushwarden_model::{
 };
 use tokio::sync::Notify;
 
-use crate::delivery::{DeliveryOptions, Worker};
+use crate::delivery::{DeliveryOptions, DeliveryWork, Worker};
 use crate::health::Health;
+use crate::lease;
 use crate::providers::{parse_subscription, Providers};
 use crate::registration::{parse_environment, Channel, Platform, Provider, Registration};
 use crate::store::{now_ms, Backend, SecretCheck, Store, StoreError};
-use crate::upstream::{OutboxWorker, Upstream};
+use crate::upstream::{OutboxWork, Upstream};
 
 pub struct PushService {
     store: Store,
@@ -89,7 +90,7 @@ impl PushService {
                 );
             }
         }
-        let pending = self.store.pending_deliveries().await?;
+        let pending = self.store.deliveries().pending().await?;
         metrics::gauge!("pushwarden_push_queue_pending").set(pending as f64);
         if pending > 0 {
             tracing::info!(
@@ -99,30 +100,33 @@ impl PushService {
         }
         let (settled, to_settle) = tokio::sync::mpsc::channel(4 * 512);
         let settler = tokio::spawn(crate::delivery::settle_in_batches(
-            self.store.clone(),
+            self.store.deliveries(),
             to_settle,
         ));
-        let worker = Arc::new(Worker {
-            store: self.store.clone(),
+        let deliveries = DeliveryWork::new(Worker {
+            deliveries: self.store.deliveries(),
+            registrations: self.store.registrations(),
             providers: self.providers.clone(),
             health: self.health.clone(),
             options: self.options.clone(),
-            wake: self.wake.clone(),
             settled,
         });
-        let outbox = self.upstream.clone().map(|upstream| OutboxWorker {
-            store: self.store.clone(),
+        let outbox = self.upstream.clone().map(|upstream| OutboxWork {
+            outbox: self.store.outbox(),
             upstream,
             health: self.health.clone(),
-            backoff: self.options.backoff,
-            max_age: self.options.max_age,
+            policy: self.options.retry_policy(),
             lease: self.options.lease,
             poll_interval: self.options.poll_interval,
-            wake: self.wake_outbox.clone(),
         });
+        let (wake, wake_outbox) = (self.wake.clone(), self.wake_outbox.clone());
         Ok(tokio::spawn(async move {
-            let outbox = outbox.map(|o| tokio::spawn(o.run(stop.clone())));
-            worker.run(stop).await;
+            let outbox = outbox.map(|o| {
+                let pace = o.pace();
+                tokio::spawn(lease::run(Arc::new(o), pace, wake_outbox, stop.clone()))
+            });
+            let pace = deliveries.pace();
+            lease::run(Arc::new(deliveries), pace, wake, stop).await;
             // The settler ends once the worker and its deliveries in flight (which hold
             // clones of the sender) are gone, after writing its last batch.
             let _ = settler.await;
@@ -140,7 +144,7 @@ impl PushService {
             .collect();
         names.push(("relay", self.upstream.is_some()));
         let providers = self.health.snapshot(&names);
-        let (database, pending) = match self.store.pending_deliveries().await {
+        let (database, pending) = match self.store.deliveries().pending().await {
             Ok(n) => ("ok", Some(n)),
             Err(e) => {
                 tracing::warn!(error = %e, "health: push store unreachable");
@@ -148,7 +152,7 @@ impl PushService {
             }
         };
         let outbox = match &self.upstream {
-            Some(_) => self.store.outbox_pending().await.ok(),
+            Some(_) => self.store.outbox().pending().await.ok(),
             None => None,
         };
         // Judged from the same snapshot that is shown, so the two always agree.
@@ -224,7 +228,8 @@ impl PushService {
         body: serde_json::Value,
     ) -> Result<(), GatewayError> {
         self.store
-            .outbox_add(method, path, &body.to_string(), now_ms())
+            .outbox()
+            .add(method, path, &body.to_string(), now_ms())
             .await
             .map_err(unavailable)?;
         self.wake_outbox.notify_one();
@@ -238,8 +243,9 @@ impl PushService {
         if relayed.is_empty() {
             return Ok(out);
         }
+        let registrations = self.store.registrations();
         for id in device_ids {
-            let found = self.store.registration(id).await.map_err(unavailable)?;
+            let found = registrations.get(id).await.map_err(unavailable)?;
             if found.is_some_and(|r| r.owner.is_none() && relayed.contains(&r.platform)) {
                 out.push(id.clone());
             }
@@ -254,12 +260,13 @@ impl PushService {
         add: bool,
     ) -> Result<u64, GatewayError> {
         let relayed = self.relayed_devices(&device_ids).await?;
+        let registrations = self.store.registrations();
         let changed = if add {
-            self.store
+            registrations
                 .add_organization(&device_ids, &organization_id)
                 .await
         } else {
-            self.store
+            registrations
                 .remove_organization(&device_ids, &organization_id)
                 .await
         }
@@ -295,15 +302,14 @@ impl PushGateway for PushService {
         Box::pin(async move {
             let registration = self.registration(device)?;
             let platform = registration.platform;
+            let registrations = self.store.registrations();
             if let (Some(owner), Some(max)) = (&registration.owner, max_owned) {
-                let owned = self
-                    .store
-                    .owned_registrations(owner)
+                let owned = registrations
+                    .count_owned(owner)
                     .await
                     .map_err(unavailable)?;
-                let exists = self
-                    .store
-                    .registration(&registration.device_id)
+                let exists = registrations
+                    .get(&registration.device_id)
                     .await
                     .map_err(unavailable)?
                     .is_some();
@@ -321,8 +327,8 @@ impl PushGateway for PushService {
                     "registered a device whose provider is not configured: it gets no pushes until it is"
                 );
             }
-            self.store
-                .upsert_registration(&registration)
+            registrations
+                .upsert(&registration)
                 .await
                 .map_err(unavailable)?;
             metrics::counter!("pushwarden_push_registrations_total", "platform" => platform.as_str())
@@ -362,7 +368,8 @@ impl PushGateway for PushService {
                 .await?;
             let existed = self
                 .store
-                .delete_registration(&device_id)
+                .registrations()
+                .delete(&device_id)
                 .await
                 .map_err(unavailable)?;
             if !relayed.is_empty() {
@@ -402,6 +409,7 @@ impl PushGateway for PushService {
             let platforms = self.providers.platforms();
             let enqueued = self
                 .store
+                .deliveries()
                 .enqueue(&target, &message, &platforms, now_ms())
                 .await
                 .map_err(unavailable)?;
@@ -418,7 +426,8 @@ impl PushGateway for PushService {
             if let Some(upstream) = &self.upstream {
                 if self
                     .store
-                    .has_local_devices(&target, &relayed)
+                    .registrations()
+                    .has_local(&target, &relayed)
                     .await
                     .map_err(unavailable)?
                 {
@@ -465,7 +474,8 @@ impl InstallationDirectory for PushService {
             Ok(
                 match self
                     .store
-                    .check_installation_secret(&id, &secret)
+                    .installations()
+                    .check_secret(&id, &secret)
                     .await
                     .map_err(unavailable)?
                 {
@@ -482,7 +492,8 @@ impl InstallationDirectory for PushService {
         Box::pin(async move {
             Ok(self
                 .store
-                .installation(&id)
+                .installations()
+                .get(&id)
                 .await
                 .map_err(unavailable)?
                 .is_some_and(|i| i.enabled))

@@ -1,19 +1,20 @@
 //! The self-hosted role: with no APNs/FCM credentials of its own, pushwarden forwards mobile
 //! registrations and pushes to an upstream relay (Bitwarden's cloud, or another pushwarden),
 //! in the request shapes of Bitwarden's `RelayPushRegistrationService` and `RelayPushEngine`
-//! (spec §5.3), authenticated as an installation.
+//! (`src/Core/Platform/Push/` in bitwarden/server), authenticated as an installation.
 //!
-//! Requests wait in the store's outbox and are retried like any provider failure.
+//! Requests wait in the store's outbox and are retried like any provider failure, through the
+//! same leased-queue loop and retry decision as deliveries ([`lease`](crate::lease)).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::Notify;
 use url::Url;
 
-use crate::backoff::Backoff;
+use crate::clock::Clock;
 use crate::health::Health;
-use crate::store::{now_ms, OutboxItem, RetryPlan, Store};
+use crate::lease::{LeasedWork, Pace, RetryPolicy, Step};
+use crate::store::{Outbox, OutboxItem, RetryPlan, StoreError};
 
 /// Where the upstream relay is and who we are to it.
 #[derive(Clone)]
@@ -43,6 +44,20 @@ impl std::fmt::Debug for UpstreamConfig {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum UpstreamOutcome {
     Done,
+    /// The identity server refused our installation id/key, now or recently enough that we
+    /// are still backing off: a configuration error; asked again after `after`.
+    IdentityRefused {
+        after: Duration,
+        reason: String,
+    },
+    /// No token: the identity server is unreachable, failing or answered something we do not
+    /// understand. Reported as a configuration error too, since a wrong identity URI looks
+    /// like this.
+    IdentityUnavailable {
+        after: Option<Duration>,
+        reason: String,
+    },
+    /// The relay is unreachable, throttling, failing or refusing our token: try again.
     Retry {
         after: Option<Duration>,
         reason: String,
@@ -51,6 +66,19 @@ pub enum UpstreamOutcome {
     Rejected {
         reason: String,
     },
+}
+
+impl UpstreamOutcome {
+    /// Short label for metrics.
+    pub fn label(&self) -> &'static str {
+        match self {
+            UpstreamOutcome::Done => "done",
+            UpstreamOutcome::IdentityRefused { .. }
+            | UpstreamOutcome::IdentityUnavailable { .. }
+            | UpstreamOutcome::Retry { .. } => "retry",
+            UpstreamOutcome::Rejected { .. } => "rejected",
+        }
+    }
 }
 
 #[derive(Default)]
@@ -66,6 +94,7 @@ pub struct Upstream {
     config: UpstreamConfig,
     http: reqwest::Client,
     token: tokio::sync::Mutex<TokenState>,
+    clock: Arc<dyn Clock>,
 }
 
 #[derive(serde::Deserialize)]
@@ -108,7 +137,14 @@ impl Upstream {
             config,
             http: builder.build()?,
             token: tokio::sync::Mutex::new(TokenState::default()),
+            clock: crate::clock::system(),
         })
+    }
+
+    /// Reads the time for the token cache and the refusal back-off from `clock`.
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
     }
 
     pub fn installation_id(&self) -> &str {
@@ -120,7 +156,7 @@ impl Upstream {
     /// instead of asking again for every queued push.
     async fn token(&self) -> Result<String, UpstreamOutcome> {
         let mut state = self.token.lock().await;
-        let now = Instant::now();
+        let now = self.clock.now();
         if let Some((token, refresh_at)) = &state.token {
             if now < *refresh_at {
                 return Ok(token.clone());
@@ -128,8 +164,8 @@ impl Upstream {
         }
         if let Some(until) = state.refused_until {
             if now < until {
-                return Err(UpstreamOutcome::Retry {
-                    after: Some(until - now),
+                return Err(UpstreamOutcome::IdentityRefused {
+                    after: until - now,
                     reason: "the upstream identity server refused our installation credentials"
                         .into(),
                 });
@@ -156,7 +192,7 @@ impl Upstream {
             .body(body)
             .send()
             .await
-            .map_err(|e| UpstreamOutcome::Retry {
+            .map_err(|e| UpstreamOutcome::IdentityUnavailable {
                 after: None,
                 reason: format!("identity server unreachable: {e}"),
             })?;
@@ -176,21 +212,25 @@ impl Upstream {
                 retry_in = ?wait,
                 "the upstream relay's identity server refused our installation id/key"
             );
-            return Err(UpstreamOutcome::Retry {
-                after: Some(wait),
+            return Err(UpstreamOutcome::IdentityRefused {
+                after: wait,
                 reason: format!("identity server answered {status}"),
             });
         }
         if !status.is_success() {
-            return Err(UpstreamOutcome::Retry {
+            return Err(UpstreamOutcome::IdentityUnavailable {
                 after: retry_after(&response),
                 reason: format!("identity server answered {status}"),
             });
         }
-        let parsed: TokenResponse = response.json().await.map_err(|e| UpstreamOutcome::Retry {
-            after: None,
-            reason: format!("unexpected token response: {e}"),
-        })?;
+        let parsed: TokenResponse =
+            response
+                .json()
+                .await
+                .map_err(|e| UpstreamOutcome::IdentityUnavailable {
+                    after: None,
+                    reason: format!("unexpected token response: {e}"),
+                })?;
         state.refusals = 0;
         state.refused_until = None;
         let life = Duration::from_secs(parsed.expires_in.max(1)).mul_f64(0.8);
@@ -267,67 +307,30 @@ impl Upstream {
 
 /// Drains the outbox in order, one request at a time (a device's registration goes before
 /// the pushes that follow it).
-pub(crate) struct OutboxWorker {
-    pub store: Store,
+pub(crate) struct OutboxWork {
+    pub outbox: Outbox,
     pub upstream: Arc<Upstream>,
     pub health: Arc<Health>,
-    pub backoff: Backoff,
-    pub max_age: Duration,
+    pub policy: RetryPolicy,
     pub lease: Duration,
     pub poll_interval: Duration,
-    pub wake: Arc<Notify>,
 }
 
-impl OutboxWorker {
-    pub async fn run(self, mut stop: tokio::sync::watch::Receiver<bool>) {
-        loop {
-            if *stop.borrow() {
-                break;
-            }
-            let items = match self.store.outbox_claim(now_ms(), self.lease, 32).await {
-                Ok(items) => items,
-                Err(e) => {
-                    tracing::error!(error = %e, "relay outbox: claiming failed");
-                    Vec::new()
-                }
-            };
-            let busy = !items.is_empty();
-            let mut items = items.into_iter();
-            while let Some(item) = items.next() {
-                if !self.forward(item).await {
-                    // The head waits for a retry: the rest go back, in order, behind it.
-                    let rest: Vec<String> = items.map(|i| i.id).collect();
-                    if let Err(e) = self.store.outbox_release(&rest).await {
-                        tracing::warn!(error = %e, "relay outbox: releasing failed; leases will lapse");
-                    }
-                    break;
-                }
-            }
-            if let Ok(n) = self.store.outbox_pending().await {
-                metrics::gauge!("pushwarden_upstream_outbox_pending").set(n as f64);
-            }
-            if busy {
-                continue;
-            }
-            let wait = match self.store.outbox_next_due_ms().await {
-                Ok(Some(due)) => Duration::from_millis(
-                    (due - now_ms()).clamp(0, self.poll_interval.as_millis() as i64) as u64,
-                ),
-                _ => self.poll_interval,
-            };
-            tokio::select! {
-                _ = self.wake.notified() => {}
-                _ = tokio::time::sleep(wait) => {}
-                _ = stop.changed() => {}
-            }
+/// The most requests one claim takes.
+const CLAIM_BATCH: u32 = 32;
+
+impl OutboxWork {
+    pub fn pace(&self) -> Pace {
+        Pace {
+            batch: CLAIM_BATCH,
+            poll_interval: self.poll_interval,
         }
     }
 
     /// Sends one item; false when it is to be retried (and so blocks the ones after it).
     async fn forward(&self, item: OutboxItem) -> bool {
-        let now = now_ms();
-        let age = Duration::from_millis(u64::try_from(now - item.created_ms).unwrap_or(0));
-        if age > self.max_age {
+        let now = crate::store::now_ms();
+        if self.policy.expired(item.created_ms, now) {
             self.drop_item(&item, "expired", "older than the maximum age")
                 .await;
             return true;
@@ -336,59 +339,98 @@ impl OutboxWorker {
             .upstream
             .call(&item.method, &item.path, &item.body)
             .await;
-        metrics::counter!("pushwarden_upstream_requests_total", "path" => item.path.clone(), "outcome" => match &outcome {
-            UpstreamOutcome::Done => "done",
-            UpstreamOutcome::Retry { .. } => "retry",
-            UpstreamOutcome::Rejected { .. } => "rejected",
-        })
-        .increment(1);
-        match outcome {
+        metrics::counter!("pushwarden_upstream_requests_total", "path" => item.path.clone(), "outcome" => outcome.label())
+            .increment(1);
+        let (after, reason) = match outcome {
             UpstreamOutcome::Done => {
                 self.health.ok("relay");
-                if let Err(e) = self.store.outbox_done(&item.id).await {
+                if let Err(e) = self.outbox.settle(std::slice::from_ref(&item.id)).await {
                     tracing::warn!(error = %e, "relay outbox: settling failed; it will be sent again");
                 }
-                true
+                return true;
             }
             UpstreamOutcome::Rejected { reason } => {
                 self.drop_item(&item, "rejected", &reason).await;
-                true
+                return true;
             }
-            UpstreamOutcome::Retry { after, reason } => {
-                if reason.contains("identity server") {
-                    self.health.config_error("relay", &reason, now);
-                }
-                let delay = self.backoff.delay(item.attempts, after);
-                let next = now.saturating_add(delay.as_millis() as i64);
-                if next
-                    > item
-                        .created_ms
-                        .saturating_add(self.max_age.as_millis() as i64)
-                {
-                    let why = format!("would retry after the maximum age; last error: {reason}");
-                    self.drop_item(&item, "expired", &why).await;
-                    return true;
-                }
-                tracing::debug!(path = %item.path, attempts = item.attempts + 1, ?delay, %reason, "relay request will be retried");
-                let plan = RetryPlan {
-                    attempts: item.attempts.saturating_add(1),
-                    next_attempt_ms: next,
-                    error: reason,
-                };
-                if let Err(e) = self.store.outbox_retry(&item.id, &plan).await {
-                    tracing::warn!(error = %e, "relay outbox: rescheduling failed");
-                }
-                false
+            UpstreamOutcome::IdentityRefused { after, reason } => {
+                self.health.config_error("relay", &reason, now);
+                (Some(after), reason)
             }
+            UpstreamOutcome::IdentityUnavailable { after, reason } => {
+                self.health.config_error("relay", &reason, now);
+                (after, reason)
+            }
+            UpstreamOutcome::Retry { after, reason } => (after, reason),
+        };
+        let next = match self
+            .policy
+            .next_step(item.attempts, item.created_ms, now, after)
+        {
+            Step::RetryAt(next) => next,
+            Step::Expire => {
+                let why = format!("would retry after the maximum age; last error: {reason}");
+                self.drop_item(&item, "expired", &why).await;
+                return true;
+            }
+        };
+        let delay = Duration::from_millis(u64::try_from(next - now).unwrap_or(0));
+        tracing::debug!(path = %item.path, attempts = item.attempts + 1, ?delay, %reason, "relay request will be retried");
+        let plan = RetryPlan {
+            attempts: item.attempts.saturating_add(1),
+            next_attempt_ms: next,
+            error: reason,
+        };
+        if let Err(e) = self.outbox.retry(&item.id, &plan).await {
+            tracing::warn!(error = %e, "relay outbox: rescheduling failed");
         }
+        false
     }
 
     async fn drop_item(&self, item: &OutboxItem, reason: &'static str, detail: &str) {
         metrics::counter!("pushwarden_push_dropped_total", "provider" => "relay", "reason" => reason)
             .increment(1);
         tracing::warn!(path = %item.path, reason, attempts = item.attempts, %detail, "relay request dropped");
-        if let Err(e) = self.store.outbox_done(&item.id).await {
+        if let Err(e) = self.outbox.settle(std::slice::from_ref(&item.id)).await {
             tracing::warn!(error = %e, "relay outbox: settling a dropped request failed");
         }
+    }
+}
+
+/// Items are forwarded one after another; the first one to wait for a retry sends the rest of
+/// its batch back, in order, behind it.
+impl LeasedWork for OutboxWork {
+    type Item = OutboxItem;
+    const NAME: &'static str = "relay outbox";
+
+    fn room(&self) -> usize {
+        CLAIM_BATCH as usize
+    }
+
+    async fn claim(&self, now_ms: i64, limit: u32) -> Result<Vec<OutboxItem>, StoreError> {
+        self.outbox.claim(now_ms, self.lease, limit).await
+    }
+
+    async fn process(&self, items: Vec<OutboxItem>) {
+        let mut items = items.into_iter();
+        while let Some(item) = items.next() {
+            if !self.forward(item).await {
+                let rest: Vec<String> = items.map(|i| i.id).collect();
+                if let Err(e) = self.outbox.release(&rest).await {
+                    tracing::warn!(error = %e, "relay outbox: releasing failed; leases will lapse");
+                }
+                break;
+            }
+        }
+    }
+
+    async fn after_round(&self) {
+        if let Ok(n) = self.outbox.pending().await {
+            metrics::gauge!("pushwarden_upstream_outbox_pending").set(n as f64);
+        }
+    }
+
+    async fn next_due_ms(&self) -> Result<Option<i64>, StoreError> {
+        self.outbox.next_due_ms().await
     }
 }

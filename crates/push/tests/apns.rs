@@ -10,6 +10,7 @@ use pushwarden_fakes::Reply;
 use pushwarden_push::apns::{
     bitwarden_payload, ApnsClient, ApnsConfig, Environment, Outcome, SendOptions,
 };
+use pushwarden_push::clock::ManualClock;
 use url::Url;
 
 const KEY_ID: &str = "ABC123DEFG";
@@ -355,4 +356,25 @@ async fn concurrent_sends_share_one_connection_and_one_token() {
         1,
         "provider token must be reused"
     );
+}
+
+#[tokio::test]
+async fn an_expired_token_is_replaced_once_twenty_minutes_have_passed() {
+    let fake = start_fake().await;
+    let clock = ManualClock::new();
+    let client = client_for(&fake).with_clock(clock.clone());
+    let body = sync_body();
+    // The token was minted just now: replacing it would break Apple's 20-minute rule, so the
+    // push waits for the rest of the 20 minutes instead.
+    match send_default(&client, EXPIRED_JWT, &body).await {
+        Outcome::Retry {
+            after: Some(after), ..
+        } => assert_eq!(after, Duration::from_secs(20 * 60)),
+        other => panic!("unexpected {other:?}"),
+    }
+    assert_eq!(fake.apns.requests_for(&token(EXPIRED_JWT)), 1);
+    // 21 minutes later the same answer gets a new token and one more try with it.
+    clock.advance(Duration::from_secs(21 * 60));
+    let _ = send_default(&client, EXPIRED_JWT, &body).await;
+    assert_eq!(fake.apns.requests_for(&token(EXPIRED_JWT)), 3);
 }

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use pushwarden_fakes::fcm::{FakeFcm, FakeFcmConfig, FcmErrorReply};
 use pushwarden_fakes::Reply;
+use pushwarden_push::clock::ManualClock;
 use pushwarden_push::fcm::{bitwarden_data, FcmClient, Outcome, ServiceAccount, SCOPE};
 use serde_json::{json, Value};
 use url::Url;
@@ -240,7 +241,8 @@ async fn concurrent_sends_share_one_token_request() {
 async fn short_lived_token_is_refreshed() {
     // expires_in 2 s: the client refreshes at half-life (the 5-minute margin does not fit).
     let h = start_fake(2).await;
-    let fcm = client(&h);
+    let clock = ManualClock::new();
+    let fcm = client(&h).with_clock(clock.clone());
     let data = sample_data();
 
     assert!(matches!(
@@ -253,7 +255,14 @@ async fn short_lived_token_is_refreshed() {
     ));
     assert_eq!(h.fake.token_requests(), 1);
 
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    // Still fresh just before half-life, renewed once it is reached.
+    clock.advance(Duration::from_millis(999));
+    assert!(matches!(
+        fcm.send("ok-2b", &data).await,
+        Outcome::Delivered { .. }
+    ));
+    assert_eq!(h.fake.token_requests(), 1);
+    clock.advance(Duration::from_millis(1));
     assert!(matches!(
         fcm.send("ok-3", &data).await,
         Outcome::Delivered { .. }

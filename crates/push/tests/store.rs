@@ -59,10 +59,12 @@ fn message() -> PushMessage {
 /// Device ids a push to `target` would reach.
 async fn reached(store: &Store, target: &DeviceTarget, platforms: &[Platform]) -> Vec<String> {
     let enqueued = store
+        .deliveries()
         .enqueue(target, &message(), platforms, 10_000)
         .await
         .expect("enqueue");
     let mut claimed = store
+        .deliveries()
         .claim(10_000, Duration::from_secs(60), 100)
         .await
         .expect("claim");
@@ -71,9 +73,13 @@ async fn reached(store: &Store, target: &DeviceTarget, platforms: &[Platform]) -
         .iter()
         .map(|c| (c.message_id.clone(), c.device_id.clone()))
         .collect();
-    store.settle_many(&settled).await.expect("settle");
-    assert_eq!(store.pending_deliveries().await.expect("pending"), 0);
-    store.purge_settled_messages().await.expect("purge");
+    store.deliveries().settle(&settled).await.expect("settle");
+    assert_eq!(store.deliveries().pending().await.expect("pending"), 0);
+    store
+        .deliveries()
+        .purge_settled_messages()
+        .await
+        .expect("purge");
     let mut ids: Vec<String> = claimed.drain(..).map(|c| c.device_id).collect();
     ids.sort();
     ids
@@ -85,9 +91,9 @@ async fn registrations_round_trip_and_update() {
         let s = &t.store;
         let mut phone = device("d1", "u1", Platform::Apns, 1);
         phone.organization_ids = vec!["o1".into(), "o2".into()];
-        s.upsert_registration(&phone).await.unwrap();
+        s.registrations().upsert(&phone).await.unwrap();
         assert_eq!(
-            s.registration("d1").await.unwrap(),
+            s.registrations().get("d1").await.unwrap(),
             Some(phone.clone()),
             "{backend}"
         );
@@ -98,8 +104,8 @@ async fn registrations_round_trip_and_update() {
         again.organization_ids = vec!["o3".into()];
         again.created_ms = 5_000;
         again.updated_ms = 5_000;
-        s.upsert_registration(&again).await.unwrap();
-        let stored = s.registration("d1").await.unwrap().unwrap();
+        s.registrations().upsert(&again).await.unwrap();
+        let stored = s.registrations().get("d1").await.unwrap().unwrap();
         assert_eq!(
             stored.channel,
             Channel::Token("new-token".into()),
@@ -113,18 +119,26 @@ async fn registrations_round_trip_and_update() {
         );
 
         let web = device("d2", "u1", Platform::WebPush, 9);
-        s.upsert_registration(&web).await.unwrap();
-        assert_eq!(s.registration("d2").await.unwrap(), Some(web), "{backend}");
-        let counts = s.registration_counts().await.unwrap();
+        s.registrations().upsert(&web).await.unwrap();
+        assert_eq!(
+            s.registrations().get("d2").await.unwrap(),
+            Some(web),
+            "{backend}"
+        );
+        let counts = s.registrations().counts().await.unwrap();
         assert_eq!(
             counts,
             vec![("apns".to_owned(), 1), ("webpush".to_owned(), 1)],
             "{backend}"
         );
 
-        assert!(s.delete_registration("d1").await.unwrap(), "{backend}");
-        assert!(!s.delete_registration("d1").await.unwrap(), "{backend}");
-        assert_eq!(s.registration("d1").await.unwrap(), None, "{backend}");
+        assert!(s.registrations().delete("d1").await.unwrap(), "{backend}");
+        assert!(!s.registrations().delete("d1").await.unwrap(), "{backend}");
+        assert_eq!(
+            s.registrations().get("d1").await.unwrap(),
+            None,
+            "{backend}"
+        );
         t.remove().await;
     }
 }
@@ -141,7 +155,7 @@ async fn targets_follow_bitwardens_tags() {
         c.installation_id = Some("other".into());
         let d = device("d", "u3", Platform::UnifiedPush, 0);
         for r in [&a, &b, &c, &d] {
-            s.upsert_registration(r).await.unwrap();
+            s.registrations().upsert(r).await.unwrap();
         }
         let user = to(Recipient::User("u1".into()));
         assert_eq!(reached(s, &user, ALL).await, ["a", "b"], "{backend}");
@@ -173,25 +187,36 @@ async fn targets_follow_bitwardens_tags() {
 
         // Organization tags come and go.
         assert_eq!(
-            s.add_organization(&["b".into(), "zz".into()], "org")
+            s.registrations()
+                .add_organization(&["b".into(), "zz".into()], "org")
                 .await
                 .unwrap(),
             1
         );
-        assert_eq!(s.add_organization(&["b".into()], "org").await.unwrap(), 0);
+        assert_eq!(
+            s.registrations()
+                .add_organization(&["b".into()], "org")
+                .await
+                .unwrap(),
+            0
+        );
         assert_eq!(reached(s, &org, ALL).await, ["a", "b", "c"], "{backend}");
         assert_eq!(
-            s.remove_organization(&["a".into()], "org").await.unwrap(),
+            s.registrations()
+                .remove_organization(&["a".into()], "org")
+                .await
+                .unwrap(),
             1
         );
         assert_eq!(reached(s, &org, ALL).await, ["b", "c"], "{backend}");
         // Nobody matches: nothing is written.
         let none = s
+            .deliveries()
             .enqueue(&to(Recipient::User("nobody".into())), &message(), ALL, 1)
             .await
             .unwrap();
         assert_eq!((none.message_id, none.deliveries), (None, 0), "{backend}");
-        assert_eq!(s.pending_deliveries().await.unwrap(), 0, "{backend}");
+        assert_eq!(s.deliveries().pending().await.unwrap(), 0, "{backend}");
         t.remove().await;
     }
 }
@@ -200,22 +225,25 @@ async fn targets_follow_bitwardens_tags() {
 async fn queue_leases_retries_and_survives_reconnecting() {
     for (backend, t) in support::both().await {
         let s = &t.store;
-        s.upsert_registration(&device("a", "u1", Platform::Fcm, 0))
+        s.registrations()
+            .upsert(&device("a", "u1", Platform::Fcm, 0))
             .await
             .unwrap();
-        s.upsert_registration(&device("b", "u1", Platform::Apns, 1))
+        s.registrations()
+            .upsert(&device("b", "u1", Platform::Apns, 1))
             .await
             .unwrap();
         let mut m = message();
         m.context_id = Some("ctx".into());
         let q = s
+            .deliveries()
             .enqueue(&to(Recipient::User("u1".into())), &m, ALL, 1_000)
             .await
             .unwrap();
         assert_eq!(q.deliveries, 2, "{backend}");
 
         let lease = Duration::from_secs(30);
-        let first = s.claim(1_000, lease, 1).await.unwrap();
+        let first = s.deliveries().claim(1_000, lease, 1).await.unwrap();
         assert_eq!(first.len(), 1, "{backend}");
         let c = &first[0];
         assert_eq!(c.payload, m.payload);
@@ -225,11 +253,15 @@ async fn queue_leases_retries_and_survives_reconnecting() {
         let device = c.device.as_ref().expect("registered");
         assert_eq!(device.channel.address(), format!("token-{}", c.device_id));
         // A leased row is not handed out twice; the other one is.
-        let second = s.claim(1_000, lease, 10).await.unwrap();
+        let second = s.deliveries().claim(1_000, lease, 10).await.unwrap();
         assert_eq!(second.len(), 1, "{backend}");
         assert_ne!(second[0].device_id, c.device_id);
         assert!(
-            s.claim(2_000, lease, 10).await.unwrap().is_empty(),
+            s.deliveries()
+                .claim(2_000, lease, 10)
+                .await
+                .unwrap()
+                .is_empty(),
             "{backend}"
         );
 
@@ -239,46 +271,69 @@ async fn queue_leases_retries_and_survives_reconnecting() {
             next_attempt_ms: 5_000,
             error: "503".into(),
         };
-        s.reschedule(&c.message_id, &c.device_id, &plan)
-            .await
-            .unwrap();
+        s.deliveries().retry(&c.key(), &plan).await.unwrap();
         assert!(
-            s.claim(4_999, lease, 10).await.unwrap().is_empty(),
+            s.deliveries()
+                .claim(4_999, lease, 10)
+                .await
+                .unwrap()
+                .is_empty(),
             "{backend}"
         );
-        assert_eq!(s.next_due_ms().await.unwrap(), Some(1_000), "{backend}");
+        assert_eq!(
+            s.deliveries().next_due_ms().await.unwrap(),
+            Some(1_000),
+            "{backend}"
+        );
 
         // A new connection (a restart) finds everything still there.
         let url = t.url.clone();
         s.close().await;
         let reopened = Store::connect(&url).await.unwrap();
-        assert_eq!(reopened.pending_deliveries().await.unwrap(), 2, "{backend}");
-        let due = reopened.claim(5_000, lease, 10).await.unwrap();
+        assert_eq!(
+            reopened.deliveries().pending().await.unwrap(),
+            2,
+            "{backend}"
+        );
+        let due = reopened.deliveries().claim(5_000, lease, 10).await.unwrap();
         assert_eq!(due.len(), 1, "{backend}");
         assert_eq!(due[0].attempts, 1, "{backend}");
         // The other one's lease ran out at 31_000; SQLite's restart frees it at once.
         assert_eq!(reopened.release_all_leases().await.unwrap(), 2, "{backend}");
         assert_eq!(
-            reopened.claim(6_000, lease, 10).await.unwrap().len(),
+            reopened
+                .deliveries()
+                .claim(6_000, lease, 10)
+                .await
+                .unwrap()
+                .len(),
             2,
             "{backend}"
         );
 
         // A device unregistered after the push was accepted comes back without a channel.
-        reopened.delete_registration("a").await.unwrap();
+        reopened.registrations().delete("a").await.unwrap();
         reopened.release_all_leases().await.unwrap();
-        let claimed = reopened.claim(7_000, lease, 10).await.unwrap();
+        let claimed = reopened.deliveries().claim(7_000, lease, 10).await.unwrap();
         let gone = claimed.iter().find(|c| c.device_id == "a").unwrap();
         assert!(gone.device.is_none(), "{backend}");
         for c in &claimed {
-            reopened.settle(&c.message_id, &c.device_id).await.unwrap();
+            reopened.deliveries().settle(&[c.key()]).await.unwrap();
         }
         assert_eq!(
-            reopened.purge_settled_messages().await.unwrap(),
+            reopened
+                .deliveries()
+                .purge_settled_messages()
+                .await
+                .unwrap(),
             1,
             "{backend}"
         );
-        assert_eq!(reopened.pending_deliveries().await.unwrap(), 0, "{backend}");
+        assert_eq!(
+            reopened.deliveries().pending().await.unwrap(),
+            0,
+            "{backend}"
+        );
         reopened.close().await;
         t.remove().await;
     }
@@ -290,30 +345,36 @@ async fn dead_tokens_are_removed_unless_renewed() {
         let s = &t.store;
         let mut r = device("a", "u1", Platform::Fcm, 0);
         r.organization_ids = vec!["o".into()];
-        s.upsert_registration(&r).await.unwrap();
+        s.registrations().upsert(&r).await.unwrap();
         // Reported dead before the registration's last update: kept.
         assert!(
-            !s.remove_dead_registration("a", "token-a", 999)
+            !s.registrations()
+                .remove_dead("a", "token-a", 999)
                 .await
                 .unwrap(),
             "{backend}"
         );
         // Another token than the one that failed: kept.
         assert!(
-            !s.remove_dead_registration("a", "old", 2_000).await.unwrap(),
-            "{backend}"
-        );
-        assert!(
-            s.remove_dead_registration("a", "token-a", 2_000)
+            !s.registrations()
+                .remove_dead("a", "old", 2_000)
                 .await
                 .unwrap(),
             "{backend}"
         );
-        assert_eq!(s.registration("a").await.unwrap(), None, "{backend}");
-        let w = device("w", "u1", Platform::WebPush, 9);
-        s.upsert_registration(&w).await.unwrap();
         assert!(
-            s.remove_dead_registration("w", "https://push.example/w", 2_000)
+            s.registrations()
+                .remove_dead("a", "token-a", 2_000)
+                .await
+                .unwrap(),
+            "{backend}"
+        );
+        assert_eq!(s.registrations().get("a").await.unwrap(), None, "{backend}");
+        let w = device("w", "u1", Platform::WebPush, 9);
+        s.registrations().upsert(&w).await.unwrap();
+        assert!(
+            s.registrations()
+                .remove_dead("w", "https://push.example/w", 2_000)
                 .await
                 .unwrap(),
             "{backend}"
@@ -337,68 +398,86 @@ async fn installations_and_their_keys() {
     for (backend, t) in support::both().await {
         let s = &t.store;
         let (a, key) = s
-            .create_installation(Some("ops@example.com"), 1_000)
+            .installations()
+            .create(Some("ops@example.com"), 1_000)
             .await
             .unwrap();
         assert!(a.enabled, "{backend}");
         assert!(key.len() >= 30, "{backend}");
         use pushwarden_push::store::SecretCheck;
         assert_eq!(
-            s.check_installation_secret(&a.id, &key).await.unwrap(),
+            s.installations().check_secret(&a.id, &key).await.unwrap(),
             SecretCheck::Valid(a.clone()),
             "{backend}"
         );
         assert_eq!(
-            s.check_installation_secret(&a.id, "nope").await.unwrap(),
+            s.installations().check_secret(&a.id, "nope").await.unwrap(),
             SecretCheck::WrongSecret,
             "{backend}"
         );
         assert_eq!(
-            s.check_installation_secret("missing", &key).await.unwrap(),
+            s.installations()
+                .check_secret("missing", &key)
+                .await
+                .unwrap(),
             SecretCheck::Unknown,
             "{backend}"
         );
         assert!(s
-            .set_installation_enabled(&a.id, false, 2_000)
+            .installations()
+            .set_enabled(&a.id, false, 2_000)
             .await
             .unwrap());
         assert_eq!(
-            s.check_installation_secret(&a.id, &key).await.unwrap(),
+            s.installations().check_secret(&a.id, &key).await.unwrap(),
             SecretCheck::Disabled,
             "{backend}"
         );
         assert!(!s
-            .set_installation_enabled("missing", true, 2_000)
+            .installations()
+            .set_enabled("missing", true, 2_000)
             .await
             .unwrap());
-        s.set_installation_enabled(&a.id, true, 3_000)
+        s.installations()
+            .set_enabled(&a.id, true, 3_000)
             .await
             .unwrap();
         let new_key = s
-            .rotate_installation_key(&a.id, 4_000)
+            .installations()
+            .rotate_key(&a.id, 4_000)
             .await
             .unwrap()
             .unwrap();
         assert_ne!(new_key, key);
         assert_eq!(
-            s.check_installation_secret(&a.id, &key).await.unwrap(),
+            s.installations().check_secret(&a.id, &key).await.unwrap(),
             SecretCheck::WrongSecret,
             "{backend}: the old key stops working"
         );
         assert!(matches!(
-            s.check_installation_secret(&a.id, &new_key).await.unwrap(),
+            s.installations()
+                .check_secret(&a.id, &new_key)
+                .await
+                .unwrap(),
             SecretCheck::Valid(_)
         ));
-        assert_eq!(s.rotate_installation_key("missing", 1).await.unwrap(), None);
-        let listed = s.installations().await.unwrap();
+        assert_eq!(
+            s.installations().rotate_key("missing", 1).await.unwrap(),
+            None
+        );
+        let listed = s.installations().list().await.unwrap();
         assert_eq!(listed.len(), 1, "{backend}");
         assert_eq!(listed[0].email.as_deref(), Some("ops@example.com"));
         let mut owned = device(&format!("{}_d", a.id), "u", Platform::Fcm, 0);
         owned.owner = Some(a.id.clone());
-        s.upsert_registration(&owned).await.unwrap();
-        assert_eq!(s.owned_registrations(&a.id).await.unwrap(), 1, "{backend}");
+        s.registrations().upsert(&owned).await.unwrap();
         assert_eq!(
-            s.registration(&owned.device_id).await.unwrap(),
+            s.registrations().count_owned(&a.id).await.unwrap(),
+            1,
+            "{backend}"
+        );
+        assert_eq!(
+            s.registrations().get(&owned.device_id).await.unwrap(),
             Some(owned),
             "{backend}"
         );
@@ -410,45 +489,48 @@ async fn installations_and_their_keys() {
 async fn the_relay_outbox_keeps_order_and_retries() {
     for (backend, t) in support::both().await {
         let s = &t.store;
-        s.outbox_add("POST", "push/register", "{\"a\":1}", 1_000)
+        s.outbox()
+            .add("POST", "push/register", "{\"a\":1}", 1_000)
             .await
             .unwrap();
-        s.outbox_add("POST", "push/send", "{\"b\":2}", 1_001)
+        s.outbox()
+            .add("POST", "push/send", "{\"b\":2}", 1_001)
             .await
             .unwrap();
         let lease = Duration::from_secs(30);
-        let items = s.outbox_claim(2_000, lease, 10).await.unwrap();
+        let items = s.outbox().claim(2_000, lease, 10).await.unwrap();
         assert_eq!(items.len(), 2, "{backend}");
         assert_eq!(
             items[0].path, "push/register",
             "{backend}: in the order added"
         );
         assert!(
-            s.outbox_claim(2_000, lease, 10).await.unwrap().is_empty(),
+            s.outbox().claim(2_000, lease, 10).await.unwrap().is_empty(),
             "{backend}"
         );
-        s.outbox_done(&items[0].id).await.unwrap();
+        s.outbox().settle(&[items[0].id.clone()]).await.unwrap();
         let plan = RetryPlan {
             attempts: 1,
             next_attempt_ms: 9_000,
             error: "503".into(),
         };
-        s.outbox_retry(&items[1].id, &plan).await.unwrap();
-        assert_eq!(s.outbox_pending().await.unwrap(), 1, "{backend}");
+        s.outbox().retry(&items[1].id, &plan).await.unwrap();
+        assert_eq!(s.outbox().pending().await.unwrap(), 1, "{backend}");
         assert_eq!(
-            s.outbox_next_due_ms().await.unwrap(),
+            s.outbox().next_due_ms().await.unwrap(),
             Some(9_000),
             "{backend}"
         );
         // A newer request, due at once, still waits behind the one being retried.
-        s.outbox_add("POST", "push/send", "{\"c\":3}", 2_500)
+        s.outbox()
+            .add("POST", "push/send", "{\"c\":3}", 2_500)
             .await
             .unwrap();
         assert!(
-            s.outbox_claim(8_999, lease, 10).await.unwrap().is_empty(),
+            s.outbox().claim(8_999, lease, 10).await.unwrap().is_empty(),
             "{backend}"
         );
-        let again = s.outbox_claim(9_000, lease, 10).await.unwrap();
+        let again = s.outbox().claim(9_000, lease, 10).await.unwrap();
         assert_eq!(again.len(), 2, "{backend}");
         assert_eq!(
             (again[0].attempts, again[0].body.as_str()),
@@ -457,10 +539,10 @@ async fn the_relay_outbox_keeps_order_and_retries() {
         );
         assert_eq!(again[1].body, "{\"c\":3}", "{backend}");
         // Released items come back in the same order.
-        s.outbox_release(&[again[1].id.clone()]).await.unwrap();
-        s.outbox_done(&again[0].id).await.unwrap();
+        s.outbox().release(&[again[1].id.clone()]).await.unwrap();
+        s.outbox().settle(&[again[0].id.clone()]).await.unwrap();
         assert_eq!(
-            s.outbox_claim(9_001, lease, 10).await.unwrap()[0].body,
+            s.outbox().claim(9_001, lease, 10).await.unwrap()[0].body,
             "{\"c\":3}"
         );
         t.remove().await;

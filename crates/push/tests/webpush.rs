@@ -437,8 +437,26 @@ async fn send_against_fake_push_service() {
 
     // Nothing listening: transport error → retry.
     fake.shutdown();
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    stopped_listening(&fake.url()).await;
     let req =
         build_request(&restricted, payload, &vapid, SUBJECT, 60, Urgency::Low).expect("build");
     assert_eq!(send(&client, &req).await, Outcome::Retry { after: None });
+}
+
+/// Waits until nothing accepts connections at `base` any more (a fake just shut down).
+async fn stopped_listening(base: &str) {
+    let url = Url::parse(base).expect("url");
+    let addr = format!(
+        "{}:{}",
+        url.host_str().expect("host"),
+        url.port_or_known_default().expect("port")
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while tokio::net::TcpStream::connect(&addr).await.is_ok() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{addr} still accepts connections"
+        );
+        tokio::task::yield_now().await;
+    }
 }

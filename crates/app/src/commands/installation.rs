@@ -43,7 +43,8 @@ async fn execute(command: &InstallationCommand, store: &Store) -> Result<()> {
     match command {
         InstallationCommand::Create { email } => {
             let (installation, key) = store
-                .create_installation(email.as_deref(), now_ms())
+                .installations()
+                .create(email.as_deref(), now_ms())
                 .await?;
             println!("id:  {}", installation.id);
             println!("key: {key}");
@@ -55,12 +56,12 @@ async fn execute(command: &InstallationCommand, store: &Store) -> Result<()> {
             );
         }
         InstallationCommand::List => {
-            let installations = store.installations().await?;
+            let installations = store.installations().list().await?;
             if installations.is_empty() {
                 eprintln!("no installations");
             }
             for i in installations {
-                let devices = store.owned_registrations(&i.id).await?;
+                let devices = store.registrations().count_owned(&i.id).await?;
                 let created = chrono::DateTime::from_timestamp_millis(i.created_ms)
                     .map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
                     .unwrap_or_default();
@@ -76,13 +77,17 @@ async fn execute(command: &InstallationCommand, store: &Store) -> Result<()> {
         }
         InstallationCommand::Disable { id } | InstallationCommand::Enable { id } => {
             let enable = matches!(command, InstallationCommand::Enable { .. });
-            if !store.set_installation_enabled(id, enable, now_ms()).await? {
+            if !store
+                .installations()
+                .set_enabled(id, enable, now_ms())
+                .await?
+            {
                 bail!("no installation {id}");
             }
             println!("{id} {}", if enable { "enabled" } else { "disabled" });
         }
         InstallationCommand::RotateKey { id } => {
-            match store.rotate_installation_key(id, now_ms()).await? {
+            match store.installations().rotate_key(id, now_ms()).await? {
                 Some(key) => {
                     println!("id:  {id}");
                     println!("key: {key}");

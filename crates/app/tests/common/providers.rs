@@ -120,7 +120,8 @@ pub async fn wait_pending(server: &Server, expected: i64) {
         let pending = server
             .push
             .store()
-            .pending_deliveries()
+            .deliveries()
+            .pending()
             .await
             .expect("pending");
         if pending == expected {
@@ -139,7 +140,8 @@ pub async fn wait_unregistered(server: &Server, device: &str) {
     while server
         .push
         .store()
-        .registration(device)
+        .registrations()
+        .get(device)
         .await
         .expect("lookup")
         .is_some()

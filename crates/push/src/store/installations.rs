@@ -4,10 +4,16 @@
 use rand::Rng;
 use sha2::{Digest, Sha256};
 use sqlx::any::AnyRow;
-use sqlx::Row;
+use sqlx::{AnyPool, Row};
 use subtle::ConstantTimeEq;
 
-use super::{affected, Store, StoreError};
+use super::{affected, StoreError};
+
+/// Installations: [`Store::installations`](super::Store::installations).
+#[derive(Clone)]
+pub struct Installations {
+    pool: AnyPool,
+}
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Installation {
@@ -53,9 +59,13 @@ fn from_row(row: &AnyRow) -> Result<Installation, StoreError> {
     })
 }
 
-impl Store {
+impl Installations {
+    pub(super) fn new(pool: AnyPool) -> Self {
+        Self { pool }
+    }
+
     /// Creates an enabled installation; returns it with its key (shown this once).
-    pub async fn create_installation(
+    pub async fn create(
         &self,
         email: Option<&str>,
         now_ms: i64,
@@ -81,7 +91,7 @@ impl Store {
         Ok((installation, key))
     }
 
-    pub async fn installations(&self) -> Result<Vec<Installation>, StoreError> {
+    pub async fn list(&self) -> Result<Vec<Installation>, StoreError> {
         let rows = sqlx::query(
             "SELECT id, enabled, email, created_ms, updated_ms FROM installations \
              ORDER BY created_ms, id",
@@ -91,7 +101,7 @@ impl Store {
         rows.iter().map(from_row).collect()
     }
 
-    pub async fn installation(&self, id: &str) -> Result<Option<Installation>, StoreError> {
+    pub async fn get(&self, id: &str) -> Result<Option<Installation>, StoreError> {
         let row = sqlx::query(
             "SELECT id, enabled, email, created_ms, updated_ms FROM installations WHERE id = $1",
         )
@@ -102,7 +112,7 @@ impl Store {
     }
 
     /// Enables or disables an installation; false if there is none with that id.
-    pub async fn set_installation_enabled(
+    pub async fn set_enabled(
         &self,
         id: &str,
         enabled: bool,
@@ -118,11 +128,7 @@ impl Store {
     }
 
     /// Replaces an installation's key; the old one stops working at once.
-    pub async fn rotate_installation_key(
-        &self,
-        id: &str,
-        now_ms: i64,
-    ) -> Result<Option<String>, StoreError> {
+    pub async fn rotate_key(&self, id: &str, now_ms: i64) -> Result<Option<String>, StoreError> {
         let key = new_key();
         let n =
             sqlx::query("UPDATE installations SET key_sha256 = $1, updated_ms = $2 WHERE id = $3")
@@ -135,11 +141,7 @@ impl Store {
     }
 
     /// Checks an installation id and key, as the token endpoint does.
-    pub async fn check_installation_secret(
-        &self,
-        id: &str,
-        secret: &str,
-    ) -> Result<SecretCheck, StoreError> {
+    pub async fn check_secret(&self, id: &str, secret: &str) -> Result<SecretCheck, StoreError> {
         let row = sqlx::query(
             "SELECT id, key_sha256, enabled, email, created_ms, updated_ms FROM installations \
              WHERE id = $1",
@@ -159,16 +161,5 @@ impl Store {
             return Ok(SecretCheck::Disabled);
         }
         Ok(SecretCheck::Valid(installation))
-    }
-
-    /// How many devices an installation has registered.
-    pub async fn owned_registrations(&self, owner: &str) -> Result<i64, StoreError> {
-        Ok(self
-            .scalar(
-                "SELECT COUNT(*) FROM push_registrations WHERE owner = $1",
-                &[owner],
-            )
-            .await?
-            .unwrap_or(0))
     }
 }

@@ -1,12 +1,16 @@
-//! The durable store: device registrations and the delivery queue, in SQLite (embedded, the
-//! default) or PostgreSQL, through one portable schema (`migrations/`).
+//! The durable store, in SQLite (embedded, the default) or PostgreSQL, through one portable
+//! schema (`migrations/`), with a handle per concern sharing one pool:
+//! [`Store::registrations`] (devices), [`Store::deliveries`] (the delivery queue),
+//! [`Store::outbox`] (requests for an upstream relay) and [`Store::installations`] (servers
+//! that push through this relay). Both queues are leased queues (`leased.rs`).
 //!
 //! sqlx's `Any` driver keeps one code path for both: the SQL here sticks to what both dialects
 //! parse (`$n` placeholders, `ON CONFLICT`, row values), and every integer is a BIGINT.
 
+mod deliveries;
 mod installations;
+mod leased;
 mod outbox;
-mod queue;
 mod registrations;
 
 use std::path::Path;
@@ -15,9 +19,14 @@ use std::time::Duration;
 use sqlx::any::{AnyPoolOptions, AnyQueryResult};
 use sqlx::AnyPool;
 
-pub use installations::{Installation, SecretCheck};
-pub use outbox::OutboxItem;
-pub use queue::{ClaimedDelivery, ClaimedDevice, Enqueued, RetryPlan};
+pub use deliveries::{ClaimedDelivery, ClaimedDevice, Deliveries, Enqueued};
+pub use installations::{Installation, Installations, SecretCheck};
+pub use leased::{RetryPlan, RowKey};
+pub use outbox::{Outbox, OutboxItem};
+pub use registrations::Registrations;
+
+/// A query on either database, as the helpers that add binds to one take it.
+pub type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
@@ -45,7 +54,7 @@ pub enum StoreError {
     Corrupt(String),
 }
 
-/// The registry and queue behind one connection pool.
+/// The connection pool; its handles do the work.
 #[derive(Clone)]
 pub struct Store {
     pool: AnyPool,
@@ -113,6 +122,34 @@ impl Store {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
     }
+
+    /// Registered devices.
+    pub fn registrations(&self) -> Registrations {
+        Registrations::new(self.pool.clone())
+    }
+
+    /// The delivery queue.
+    pub fn deliveries(&self) -> Deliveries {
+        Deliveries::new(self.pool.clone())
+    }
+
+    /// The outbox to an upstream relay.
+    pub fn outbox(&self) -> Outbox {
+        Outbox::new(self.pool.clone())
+    }
+
+    /// The installations allowed to push through this relay.
+    pub fn installations(&self) -> Installations {
+        Installations::new(self.pool.clone())
+    }
+
+    /// Frees every lease of both queues. Only for a store no other process uses (SQLite), at
+    /// start: what a previous run held when it stopped is due again at once instead of after
+    /// its lease.
+    pub async fn release_all_leases(&self) -> Result<u64, StoreError> {
+        Ok(self.deliveries().release_all_leases().await?
+            + self.outbox().release_all_leases().await?)
+    }
 }
 
 /// `sqlite://path` → a URL sqlx opens read-write-create, after creating the directory.
@@ -159,18 +196,15 @@ fn affected(result: AnyQueryResult) -> u64 {
     result.rows_affected()
 }
 
-impl Store {
-    /// The one integer a query answers (a count, a nullable MIN…), with text binds.
-    async fn scalar(&self, sql: &'static str, binds: &[&str]) -> Result<Option<i64>, StoreError> {
-        let mut query = sqlx::query(sql);
-        for b in binds {
-            query = query.bind(b.to_string());
-        }
-        let row = query.fetch_optional(&self.pool).await?;
-        match row {
-            Some(row) => Ok(sqlx::Row::try_get::<Option<i64>, _>(&row, 0)?),
-            None => Ok(None),
-        }
+/// The one integer a query answers (a count, a nullable MIN…), with text binds.
+async fn scalar(pool: &AnyPool, sql: &str, binds: &[&str]) -> Result<Option<i64>, StoreError> {
+    let mut query = sqlx::query(sql);
+    for b in binds {
+        query = query.bind(b.to_string());
+    }
+    match query.fetch_optional(pool).await? {
+        Some(row) => Ok(sqlx::Row::try_get::<Option<i64>, _>(&row, 0)?),
+        None => Ok(None),
     }
 }
 

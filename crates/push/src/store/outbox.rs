@@ -5,10 +5,27 @@
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
-use sqlx::Row;
+use sqlx::any::AnyRow;
+use sqlx::{AnyPool, Row};
 
-use super::queue::RetryPlan;
-use super::{affected, Store, StoreError};
+use super::leased::{Leased, Order, RetryPlan, Spec};
+use super::StoreError;
+
+/// The outbox's table, keyed by id, claimed strictly in `seq` order.
+static SPEC: Spec = Spec {
+    table: "relay_outbox",
+    key: &["id"],
+    order: Order::Fifo("seq"),
+    select_claimed: "SELECT id, method, path, body, attempts, created_ms FROM relay_outbox \
+        WHERE lease_token = $1 ORDER BY seq",
+};
+
+/// The outbox: [`Store::outbox`](super::Store::outbox).
+#[derive(Clone)]
+pub struct Outbox {
+    pool: AnyPool,
+    queue: Leased,
+}
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OutboxItem {
@@ -34,8 +51,16 @@ fn next_seq(now_ms: i64) -> i64 {
     }
 }
 
-impl Store {
-    pub async fn outbox_add(
+impl Outbox {
+    pub(super) fn new(pool: AnyPool) -> Self {
+        Self {
+            queue: Leased::new(pool.clone(), &SPEC),
+            pool,
+        }
+    }
+
+    /// Queues a request behind every one queued before it; answers its id.
+    pub async fn add(
         &self,
         method: &str,
         path: &str,
@@ -60,109 +85,54 @@ impl Store {
 
     /// Claims the oldest unclaimed items, in order, when the oldest of them is due; nothing
     /// when it waits for a retry (so no later request overtakes it).
-    pub async fn outbox_claim(
+    pub async fn claim(
         &self,
         now_ms: i64,
         lease: Duration,
         limit: u32,
     ) -> Result<Vec<OutboxItem>, StoreError> {
-        let head = sqlx::query(
-            "SELECT next_attempt_ms FROM relay_outbox WHERE lease_until_ms <= $1 \
-             ORDER BY seq LIMIT 1",
-        )
-        .bind(now_ms)
-        .fetch_optional(&self.pool)
-        .await?;
-        match head {
-            Some(row) if row.try_get::<i64, _>(0)? <= now_ms => {}
-            _ => return Ok(Vec::new()),
-        }
-        let token = uuid::Uuid::new_v4().to_string();
-        let lease_until = now_ms.saturating_add(lease.as_millis() as i64);
-        let n = sqlx::query(
-            "UPDATE relay_outbox SET lease_until_ms = $1, lease_token = $2 \
-             WHERE lease_until_ms <= $3 AND id IN \
-             (SELECT id FROM relay_outbox WHERE lease_until_ms <= $3 ORDER BY seq LIMIT $4)",
-        )
-        .bind(lease_until)
-        .bind(token.clone())
-        .bind(now_ms)
-        .bind(i64::from(limit))
-        .execute(&self.pool)
-        .await?;
-        if affected(n) == 0 {
-            return Ok(Vec::new());
-        }
-        let rows = sqlx::query(
-            "SELECT id, method, path, body, attempts, created_ms FROM relay_outbox \
-             WHERE lease_token = $1 ORDER BY seq",
-        )
-        .bind(token)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|row| {
-                let attempts: i64 = row.try_get("attempts")?;
-                Ok(OutboxItem {
-                    id: row.try_get("id")?,
-                    method: row.try_get("method")?,
-                    path: row.try_get("path")?,
-                    body: row.try_get("body")?,
-                    attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
-                    created_ms: row.try_get("created_ms")?,
-                })
-            })
-            .collect()
+        self.queue.claim(now_ms, lease, limit, item_from_row).await
     }
 
     /// Gives claimed items back untouched (their schedule kept), for a batch cut short.
-    pub async fn outbox_release(&self, ids: &[String]) -> Result<(), StoreError> {
-        for id in ids {
-            sqlx::query(
-                "UPDATE relay_outbox SET lease_until_ms = 0, lease_token = NULL WHERE id = $1",
-            )
-            .bind(id.clone())
-            .execute(&self.pool)
-            .await?;
-        }
-        Ok(())
+    pub async fn release(&self, ids: &[String]) -> Result<(), StoreError> {
+        self.queue.release(ids).await
     }
 
-    pub async fn outbox_done(&self, id: &str) -> Result<(), StoreError> {
-        sqlx::query("DELETE FROM relay_outbox WHERE id = $1")
-            .bind(id.to_owned())
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+    /// Removes items the relay took, or that were dropped for a reason already counted.
+    pub async fn settle(&self, ids: &[String]) -> Result<(), StoreError> {
+        self.queue.settle(ids).await
     }
 
-    pub async fn outbox_retry(&self, id: &str, plan: &RetryPlan) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE relay_outbox SET attempts = $1, next_attempt_ms = $2, lease_until_ms = 0, \
-             lease_token = NULL, last_error = $3 WHERE id = $4",
-        )
-        .bind(i64::from(plan.attempts))
-        .bind(plan.next_attempt_ms)
-        .bind(plan.error.chars().take(500).collect::<String>())
-        .bind(id.to_owned())
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+    /// Puts an item back for a later attempt; the ones behind it wait for it.
+    pub async fn retry(&self, id: &str, plan: &RetryPlan) -> Result<(), StoreError> {
+        self.queue.retry(&id.to_owned(), plan).await
     }
 
-    pub async fn outbox_pending(&self) -> Result<i64, StoreError> {
-        Ok(self
-            .scalar("SELECT COUNT(*) FROM relay_outbox", &[])
-            .await?
-            .unwrap_or(0))
+    /// Frees every item's lease (see [`Store::release_all_leases`](super::Store::release_all_leases)).
+    pub async fn release_all_leases(&self) -> Result<u64, StoreError> {
+        self.queue.release_all().await
     }
 
-    /// When the oldest outbox item falls due, if any (the rest wait behind it).
-    pub async fn outbox_next_due_ms(&self) -> Result<Option<i64>, StoreError> {
-        self.scalar(
-            "SELECT next_attempt_ms FROM relay_outbox ORDER BY seq LIMIT 1",
-            &[],
-        )
-        .await
+    /// Items not yet settled.
+    pub async fn pending(&self) -> Result<i64, StoreError> {
+        self.queue.pending().await
     }
+
+    /// When the oldest item falls due, if any (the rest wait behind it).
+    pub async fn next_due_ms(&self) -> Result<Option<i64>, StoreError> {
+        self.queue.next_due_ms().await
+    }
+}
+
+fn item_from_row(row: &AnyRow) -> Result<OutboxItem, StoreError> {
+    let attempts: i64 = row.try_get("attempts")?;
+    Ok(OutboxItem {
+        id: row.try_get("id")?,
+        method: row.try_get("method")?,
+        path: row.try_get("path")?,
+        body: row.try_get("body")?,
+        attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
+        created_ms: row.try_get("created_ms")?,
+    })
 }

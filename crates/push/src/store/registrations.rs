@@ -1,19 +1,31 @@
-//! Device registrations: upsert, delete, organization tags, and dead-token removal.
+//! Device registrations: upsert, delete, organization tags, dead-token removal, and which
+//! devices a target reaches.
 
+use pushwarden_model::{DeviceTarget, Recipient};
 use sqlx::any::AnyRow;
-use sqlx::Row;
+use sqlx::{AnyPool, Row};
 
-use super::{affected, Store, StoreError};
+use super::{affected, scalar, AnyQuery, StoreError};
 use crate::registration::{environment_name, parse_environment, Channel, Platform, Registration};
+
+/// Registered devices: [`Store::registrations`](super::Store::registrations).
+#[derive(Clone)]
+pub struct Registrations {
+    pool: AnyPool,
+}
 
 const COLUMNS: &str = "device_id, platform, push_token, endpoint, p256dh, auth, \
     apns_environment, user_id, identifier, installation_id, device_type, owner, created_ms, \
     updated_ms";
 
-impl Store {
+impl Registrations {
+    pub(super) fn new(pool: AnyPool) -> Self {
+        Self { pool }
+    }
+
     /// Creates or replaces a registration, including its organization tags, keeping its
     /// original creation time.
-    pub async fn upsert_registration(&self, r: &Registration) -> Result<(), StoreError> {
+    pub async fn upsert(&self, r: &Registration) -> Result<(), StoreError> {
         let (token, endpoint, p256dh, auth) = match &r.channel {
             Channel::Token(t) => (Some(t.clone()), None, None, None),
             Channel::WebPush {
@@ -77,7 +89,7 @@ impl Store {
     }
 
     /// Removes a registration (and its organization tags); true if there was one.
-    pub async fn delete_registration(&self, device_id: &str) -> Result<bool, StoreError> {
+    pub async fn delete(&self, device_id: &str) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin().await?;
         // Deleted explicitly rather than by cascade: SQLite enforces foreign keys only when the
         // connection asks for it, and this must not depend on that.
@@ -95,7 +107,7 @@ impl Store {
 
     /// Removes a registration the provider declared dead, unless it was registered again (a new
     /// token, or the same one refreshed) after `not_after_ms`.
-    pub async fn remove_dead_registration(
+    pub async fn remove_dead(
         &self,
         device_id: &str,
         address: &str,
@@ -177,7 +189,7 @@ impl Store {
     }
 
     /// One registration with its organization tags.
-    pub async fn registration(&self, device_id: &str) -> Result<Option<Registration>, StoreError> {
+    pub async fn get(&self, device_id: &str) -> Result<Option<Registration>, StoreError> {
         let row = sqlx::query(&format!(
             "SELECT {COLUMNS} FROM push_registrations WHERE device_id = $1"
         ))
@@ -201,7 +213,7 @@ impl Store {
     }
 
     /// How many devices are registered, per platform name.
-    pub async fn registration_counts(&self) -> Result<Vec<(String, i64)>, StoreError> {
+    pub async fn counts(&self) -> Result<Vec<(String, i64)>, StoreError> {
         let rows = sqlx::query(
             "SELECT platform, COUNT(*) FROM push_registrations GROUP BY platform ORDER BY platform",
         )
@@ -210,6 +222,37 @@ impl Store {
         rows.iter()
             .map(|r| Ok((r.try_get::<String, _>(0)?, r.try_get::<i64, _>(1)?)))
             .collect()
+    }
+
+    /// How many devices an installation has registered.
+    pub async fn count_owned(&self, owner: &str) -> Result<i64, StoreError> {
+        Ok(scalar(
+            &self.pool,
+            "SELECT COUNT(*) FROM push_registrations WHERE owner = $1",
+            &[owner],
+        )
+        .await?
+        .unwrap_or(0))
+    }
+
+    /// Whether any device the local vault server registered (not a relayed installation) on
+    /// `platforms` matches `target`.
+    pub async fn has_local(
+        &self,
+        target: &DeviceTarget,
+        platforms: &[Platform],
+    ) -> Result<bool, StoreError> {
+        if platforms.is_empty() {
+            return Ok(false);
+        }
+        let filter = TargetFilter::new(target, platforms, 1);
+        let sql = format!(
+            "SELECT COUNT(*) FROM (SELECT r.device_id FROM push_registrations r WHERE {} \
+             AND r.owner IS NULL LIMIT 1) found",
+            filter.condition
+        );
+        let row = filter.bind(sqlx::query(&sql)).fetch_one(&self.pool).await?;
+        Ok(row.try_get::<i64, _>(0)? > 0)
     }
 }
 
@@ -261,4 +304,70 @@ pub(super) fn channel_from_row(row: &AnyRow, platform: Platform) -> Result<Chann
                 .ok_or_else(|| missing("auth"))?,
         },
     })
+}
+
+/// The `WHERE` condition selecting a target's registrations (`r`): Bitwarden's tag expression
+/// `target && !deviceIdentifier:{x} && clientType:{ct}`, limited to some platforms.
+pub(super) struct TargetFilter {
+    pub condition: String,
+    binds: Vec<Bind>,
+}
+
+enum Bind {
+    Text(String),
+    Int(i64),
+}
+
+impl TargetFilter {
+    /// `first` is the number of the first placeholder the condition may use.
+    pub fn new(target: &DeviceTarget, platforms: &[Platform], first: usize) -> Self {
+        let mut n = first;
+        let mut binds = Vec::new();
+        let mut next = |bind: Bind| {
+            binds.push(bind);
+            n += 1;
+            format!("${}", n - 1)
+        };
+        let mut condition = match &target.target.recipient {
+            Recipient::User(id) => format!("r.user_id = {}", next(Bind::Text(id.clone()))),
+            Recipient::Organization(id) => format!(
+                "r.device_id IN (SELECT o.device_id FROM push_registration_organizations o \
+                 WHERE o.organization_id = {})",
+                next(Bind::Text(id.clone()))
+            ),
+            Recipient::Installation(id) => {
+                format!("r.installation_id = {}", next(Bind::Text(id.clone())))
+            }
+        };
+        // Platform names are our own constants, never request input.
+        let platform_list = platforms
+            .iter()
+            .map(|p| format!("'{}'", p.as_str()))
+            .collect::<Vec<_>>()
+            .join(", ");
+        condition.push_str(&format!(" AND r.platform IN ({platform_list})"));
+        if let Some(identifier) = &target.exclude_identifier {
+            condition.push_str(&format!(
+                " AND (r.identifier IS NULL OR r.identifier <> {})",
+                next(Bind::Text(identifier.clone()))
+            ));
+        }
+        if let Some(client_type) = target.target.client_type {
+            condition.push_str(&format!(
+                " AND r.client_type = {}",
+                next(Bind::Int(client_type as i64))
+            ));
+        }
+        Self { condition, binds }
+    }
+
+    pub fn bind<'q>(&self, mut query: AnyQuery<'q>) -> AnyQuery<'q> {
+        for b in &self.binds {
+            query = match b {
+                Bind::Text(s) => query.bind(s.clone()),
+                Bind::Int(i) => query.bind(*i),
+            };
+        }
+        query
+    }
 }

@@ -1,0 +1,213 @@
+//! The durable delivery queue: a message stored once, one row per device it must reach, each
+//! claimed under a lease, retried on its own schedule, and removed once it is settled. Rows
+//! are independent, so any due row may be claimed, the soonest due first.
+
+use std::time::Duration;
+
+use pushwarden_model::{DeviceTarget, PushMessage};
+use sqlx::any::AnyRow;
+use sqlx::{AnyPool, Row};
+
+use super::leased::{Leased, Order, RetryPlan, Spec};
+use super::registrations::{channel_from_row, TargetFilter};
+use super::{affected, StoreError};
+use crate::apns::Environment;
+use crate::registration::{parse_environment, Channel, Platform};
+
+/// The delivery queue's table, keyed by message and device, claimed by due time.
+static SPEC: Spec = Spec {
+    table: "push_deliveries",
+    key: &["message_id", "device_id"],
+    order: Order::Due,
+    select_claimed: "SELECT d.message_id, d.device_id, d.attempts, d.created_ms, m.push_type, \
+        m.payload, m.context_id, r.platform, r.push_token, r.endpoint, r.p256dh, r.auth, \
+        r.apns_environment, r.updated_ms \
+        FROM push_deliveries d JOIN push_messages m ON m.id = d.message_id \
+        LEFT JOIN push_registrations r ON r.device_id = d.device_id \
+        WHERE d.lease_token = $1 ORDER BY d.next_attempt_ms",
+};
+
+/// The delivery queue: [`Store::deliveries`](super::Store::deliveries).
+#[derive(Clone)]
+pub struct Deliveries {
+    pool: AnyPool,
+    queue: Leased,
+}
+
+/// What [`Deliveries::enqueue`] stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Enqueued {
+    /// `None` when no device matched, so nothing was written.
+    pub message_id: Option<String>,
+    pub deliveries: u64,
+}
+
+/// A delivery claimed by this worker until its lease runs out.
+#[derive(Clone, Debug)]
+pub struct ClaimedDelivery {
+    pub message_id: String,
+    pub device_id: String,
+    /// Attempts made before this one.
+    pub attempts: u32,
+    pub created_ms: i64,
+    pub push_type: u8,
+    pub payload: String,
+    pub context_id: Option<String>,
+    /// Where the device is now; `None` if it was unregistered since the push was accepted.
+    pub device: Option<ClaimedDevice>,
+}
+
+#[derive(Clone, Debug)]
+pub struct ClaimedDevice {
+    pub platform: Platform,
+    pub channel: Channel,
+    pub apns_environment: Option<Environment>,
+    pub updated_ms: i64,
+}
+
+impl ClaimedDelivery {
+    /// Its row's key, as [`Deliveries::settle`] and [`Deliveries::retry`] take it.
+    pub fn key(&self) -> (String, String) {
+        (self.message_id.clone(), self.device_id.clone())
+    }
+}
+
+impl Deliveries {
+    pub(super) fn new(pool: AnyPool) -> Self {
+        Self {
+            queue: Leased::new(pool.clone(), &SPEC),
+            pool,
+        }
+    }
+
+    /// Writes a message and one delivery per matching device on `platforms`, in one
+    /// transaction: when this returns, the push survives a restart.
+    pub async fn enqueue(
+        &self,
+        target: &DeviceTarget,
+        message: &PushMessage,
+        platforms: &[Platform],
+        now_ms: i64,
+    ) -> Result<Enqueued, StoreError> {
+        let nothing = Enqueued {
+            message_id: None,
+            deliveries: 0,
+        };
+        if platforms.is_empty() {
+            return Ok(nothing);
+        }
+        let message_id = uuid::Uuid::new_v4().to_string();
+        let filter = TargetFilter::new(target, platforms, 3);
+        let sql = format!(
+            "INSERT INTO push_deliveries (message_id, device_id, platform, attempts, \
+             next_attempt_ms, lease_until_ms, created_ms) \
+             SELECT $1, r.device_id, r.platform, 0, $2, 0, $2 FROM push_registrations r \
+             WHERE {}",
+            filter.condition
+        );
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO push_messages (id, push_type, payload, context_id, created_ms) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(message_id.clone())
+        .bind(i64::from(message.push_type.as_u8()))
+        .bind(message.payload.clone())
+        .bind(message.context_id.clone())
+        .bind(now_ms)
+        .execute(&mut *tx)
+        .await?;
+        let insert = filter.bind(sqlx::query(&sql).bind(message_id.clone()).bind(now_ms));
+        let deliveries = affected(insert.execute(&mut *tx).await?);
+        if deliveries == 0 {
+            tx.rollback().await?;
+            return Ok(nothing);
+        }
+        tx.commit().await?;
+        Ok(Enqueued {
+            message_id: Some(message_id),
+            deliveries,
+        })
+    }
+
+    /// Claims up to `limit` due deliveries for `lease`, the soonest due first.
+    pub async fn claim(
+        &self,
+        now_ms: i64,
+        lease: Duration,
+        limit: u32,
+    ) -> Result<Vec<ClaimedDelivery>, StoreError> {
+        self.queue
+            .claim(now_ms, lease, limit, claimed_from_row)
+            .await
+    }
+
+    /// Removes settled deliveries, delivered or dropped for a reason already counted, many per
+    /// statement (one commit, one fsync), as the delivery worker batches them.
+    pub async fn settle(&self, deliveries: &[(String, String)]) -> Result<(), StoreError> {
+        self.queue.settle(deliveries).await
+    }
+
+    /// Puts a delivery back for a later attempt.
+    pub async fn retry(&self, key: &(String, String), plan: &RetryPlan) -> Result<(), StoreError> {
+        self.queue.retry(key, plan).await
+    }
+
+    /// Frees every delivery's lease (see [`Store::release_all_leases`](super::Store::release_all_leases)).
+    pub async fn release_all_leases(&self) -> Result<u64, StoreError> {
+        self.queue.release_all().await
+    }
+
+    /// Deletes messages no delivery refers to any more.
+    pub async fn purge_settled_messages(&self) -> Result<u64, StoreError> {
+        let n = sqlx::query(
+            "DELETE FROM push_messages WHERE NOT EXISTS \
+             (SELECT 1 FROM push_deliveries d WHERE d.message_id = push_messages.id)",
+        )
+        .execute(&self.pool)
+        .await?;
+        Ok(affected(n))
+    }
+
+    /// Deliveries not yet settled.
+    pub async fn pending(&self) -> Result<i64, StoreError> {
+        self.queue.pending().await
+    }
+
+    /// When the next delivery falls due, if any.
+    pub async fn next_due_ms(&self) -> Result<Option<i64>, StoreError> {
+        self.queue.next_due_ms().await
+    }
+}
+
+fn claimed_from_row(row: &AnyRow) -> Result<ClaimedDelivery, StoreError> {
+    let attempts: i64 = row.try_get("attempts")?;
+    let push_type: i64 = row.try_get("push_type")?;
+    let device = match row.try_get::<Option<String>, _>("platform")? {
+        None => None,
+        Some(name) => {
+            let platform = Platform::parse(&name)
+                .ok_or_else(|| StoreError::Corrupt(format!("unknown platform {name:?}")))?;
+            Some(ClaimedDevice {
+                platform,
+                channel: channel_from_row(row, platform)?,
+                apns_environment: row
+                    .try_get::<Option<String>, _>("apns_environment")?
+                    .as_deref()
+                    .and_then(parse_environment),
+                updated_ms: row.try_get::<Option<i64>, _>("updated_ms")?.unwrap_or(0),
+            })
+        }
+    };
+    Ok(ClaimedDelivery {
+        message_id: row.try_get("message_id")?,
+        device_id: row.try_get("device_id")?,
+        attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
+        created_ms: row.try_get("created_ms")?,
+        push_type: u8::try_from(push_type)
+            .map_err(|_| StoreError::Corrupt(format!("push type {push_type}")))?,
+        payload: row.try_get("payload")?,
+        context_id: row.try_get("context_id")?,
+        device,
+    })
+}

@@ -20,6 +20,12 @@ if ! command -v python3 >/dev/null || ! python3 -c 'import venv, ensurepip' 2>/d
     apt-get update -qq && apt-get install -y -qq python3 python3-venv
 fi
 
+# The fake Web Push service decrypts with Mozilla's `ece`, which builds on OpenSSL's headers.
+if ! pkg-config --exists openssl 2>/dev/null; then
+    echo "OpenSSL headers (libssl-dev) are missing: installing them with apt-get" >&2
+    apt-get update -qq && apt-get install -y -qq libssl-dev pkg-config
+fi
+
 # The push registry's tests run on SQLite and on PostgreSQL (localhost:5432, trust auth, as this
 # machine is set up); start PostgreSQL if it is down, install it if it is missing.
 pg_ready() { pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; }

@@ -12,7 +12,7 @@ const FLOORS: &[(&str, u8)] = &[
     ("fakes", 0),
     ("protocol", 1),
     ("model", 1),
-    ("auth", 1),
+    ("auth", 2),
     ("client", 2),
     ("transport", 2),
     ("hub", 3),

@@ -8,6 +8,7 @@
 
 use http::header::AUTHORIZATION;
 use http::HeaderMap;
+pub use pushwarden_protocol::negotiate::query_param;
 
 const BEARER_PREFIX: &str = "Bearer ";
 
@@ -31,25 +32,6 @@ pub fn token_from_request(headers: &HeaderMap, query: Option<&str>) -> Option<St
         return non_empty(token.to_owned());
     }
     query_param(query, "access_token").and_then(|t| non_empty(t.trim().to_owned()))
-}
-
-/// Look up a query parameter by name, case-insensitively (ASP.NET query keys
-/// are case-insensitive), and return its percent-decoded value.
-///
-/// Decoding follows `application/x-www-form-urlencoded`, as ASP.NET's
-/// `QueryHelpers` and Rocket do: `+` means a space. The JS client encodes with
-/// `encodeURIComponent` (a literal `+` arrives as `%2B`), and neither JWTs nor
-/// auth-request ids contain spaces, so this choice never alters a real value.
-///
-/// A leading `?` is ignored. When the name occurs more than once the first
-/// occurrence wins; a parameter without `=` has the empty value. Values that
-/// are not UTF-8 after decoding are treated as absent.
-pub fn query_param(query: Option<&str>, name: &str) -> Option<String> {
-    let query = query?;
-    let query = query.strip_prefix('?').unwrap_or(query);
-    form_urlencoded::parse(query.as_bytes())
-        .find(|(key, _)| key.eq_ignore_ascii_case(name))
-        .map(|(_, value)| value.into_owned())
 }
 
 fn non_empty(s: String) -> Option<String> {

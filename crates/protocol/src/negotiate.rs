@@ -17,7 +17,7 @@ pub const MAX_VERSION: u32 = 1;
 /// Negative versions are integers but below every server's minimum, so they get the .NET
 /// "does not support this version" message instead.
 pub fn requested_version(query: Option<&str>) -> Result<u32, String> {
-    let Some(raw) = query.and_then(|q| query_param(q, "negotiateVersion")) else {
+    let Some(raw) = query_param(query, "negotiateVersion") else {
         return Ok(0);
     };
     let value = raw.trim();
@@ -37,9 +37,16 @@ pub fn response_version(requested: u32) -> u32 {
     requested.min(MAX_VERSION)
 }
 
-/// The decoded value of the first `name` parameter in a raw query string. Names compare
-/// case-insensitively, as ASP.NET Core's query collection does.
-pub fn query_param(query: &str, name: &str) -> Option<String> {
+/// The decoded value of the first `name` parameter in a raw query string (absent without a
+/// query). Names compare case-insensitively, as ASP.NET Core's query collection does. A leading
+/// `?` is ignored; a parameter without `=` has the empty value.
+///
+/// Decoding follows `application/x-www-form-urlencoded`, as ASP.NET's `QueryHelpers` does: `+`
+/// means a space. The JS client encodes with `encodeURIComponent` (a literal `+` arrives as
+/// `%2B`), and neither JWTs nor auth-request ids contain spaces, so this never alters a real
+/// value. The one implementation: auth reads `access_token` with it, the transports `id`.
+pub fn query_param(query: Option<&str>, name: &str) -> Option<String> {
+    let query = query?;
     let query = query.strip_prefix('?').unwrap_or(query);
     form_urlencoded::parse(query.as_bytes())
         .find(|(key, _)| key.eq_ignore_ascii_case(name))
@@ -272,11 +279,11 @@ mod tests {
     #[test]
     fn query_param_decodes() {
         assert_eq!(
-            query_param("access_token=a%2Bb+c&x=1", "access_token").as_deref(),
+            query_param(Some("access_token=a%2Bb+c&x=1"), "access_token").as_deref(),
             Some("a+b c")
         );
-        assert_eq!(query_param("flag&x=1", "flag").as_deref(), Some(""));
-        assert_eq!(query_param("x=1", "y"), None);
+        assert_eq!(query_param(Some("flag&x=1"), "flag").as_deref(), Some(""));
+        assert_eq!(query_param(Some("x=1"), "y"), None);
     }
 
     #[test]

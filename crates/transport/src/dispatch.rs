@@ -17,9 +17,7 @@ pub(crate) fn plain(status: StatusCode, message: &'static str) -> Response {
     (status, [(header::CONTENT_TYPE, "text/plain")], message).into_response()
 }
 
-pub(crate) fn query_param(query: Option<&str>, name: &str) -> Option<String> {
-    pushwarden_protocol::negotiate::query_param(query?, name)
-}
+pub(crate) use pushwarden_protocol::negotiate::query_param;
 
 pub(crate) fn request_info(request: &Request) -> RequestInfo {
     RequestInfo {

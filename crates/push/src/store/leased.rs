@@ -188,29 +188,23 @@ impl Leased {
 
     /// Removes settled rows, many per statement (one commit, one fsync).
     pub async fn settle<K: RowKey>(&self, keys: &[K]) -> Result<(), StoreError> {
-        for chunk in keys.chunks(MAX_BINDS / self.spec.key.len()) {
-            let sql = format!(
-                "DELETE FROM {} WHERE {}",
-                self.spec.table,
-                self.spec.key_in(chunk.len(), 1)
-            );
-            let mut query = sqlx::query(&sql);
-            for key in chunk {
-                query = key.bind_to(query);
-            }
-            query.execute(&self.pool).await?;
-        }
-        Ok(())
+        self.for_keys(&format!("DELETE FROM {}", self.spec.table), keys)
+            .await
     }
 
     /// Gives claimed rows back untouched (their schedule kept), for a batch cut short.
     pub async fn release<K: RowKey>(&self, keys: &[K]) -> Result<(), StoreError> {
+        let update = format!(
+            "UPDATE {} SET lease_until_ms = 0, lease_token = NULL",
+            self.spec.table
+        );
+        self.for_keys(&update, keys).await
+    }
+
+    /// Runs `statement WHERE <key in keys>`, as few times as the bind limit allows.
+    async fn for_keys<K: RowKey>(&self, statement: &str, keys: &[K]) -> Result<(), StoreError> {
         for chunk in keys.chunks(MAX_BINDS / self.spec.key.len()) {
-            let sql = format!(
-                "UPDATE {} SET lease_until_ms = 0, lease_token = NULL WHERE {}",
-                self.spec.table,
-                self.spec.key_in(chunk.len(), 1)
-            );
+            let sql = format!("{statement} WHERE {}", self.spec.key_in(chunk.len(), 1));
             let mut query = sqlx::query(&sql);
             for key in chunk {
                 query = key.bind_to(query);

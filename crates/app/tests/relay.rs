@@ -590,8 +590,39 @@ async fn token_endpoint_answers_oauth_errors() {
             .expect("request");
         assert_eq!(response.status().as_u16(), status);
     }
-    // A disabled installation gets no token, and its existing token stops working.
+    // Rotating the key ends the tokens minted with the old one; the new key's tokens work.
+    let old_bearer = installation_token(server.addr, &id, &key).await;
+    let send = json!({"userId": U, "type": 5, "payload": {}});
+    let (status, _) = call_as(
+        &server,
+        Some(&old_bearer),
+        "POST",
+        "/push/send",
+        send.clone(),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let key = server
+        .push
+        .store()
+        .installations()
+        .rotate_key(&id, now_ms())
+        .await
+        .expect("rotate")
+        .expect("installation");
+    let (status, _) = call_as(
+        &server,
+        Some(&old_bearer),
+        "POST",
+        "/push/send",
+        send.clone(),
+    )
+    .await;
+    assert_eq!(status, 403, "a token of the replaced key");
     let bearer = installation_token(server.addr, &id, &key).await;
+    let (status, _) = call_as(&server, Some(&bearer), "POST", "/push/send", send).await;
+    assert_eq!(status, 200, "a token of the new key");
+    // A disabled installation gets no token, and its existing token stops working.
     server
         .push
         .store()

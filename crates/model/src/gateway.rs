@@ -57,7 +57,10 @@ pub trait PushGateway: Send + Sync + 'static {
 /// What checking an installation's credentials found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SecretVerdict {
-    Valid,
+    /// The key is right; tokens minted now belong to this key generation.
+    Valid {
+        key_generation: i64,
+    },
     Unknown,
     Disabled,
     WrongSecret,
@@ -70,7 +73,8 @@ pub trait InstallationDirectory: Send + Sync + 'static {
         id: String,
         secret: String,
     ) -> BoxFuture<'_, Result<SecretVerdict, GatewayError>>;
-    /// Whether the installation exists and is enabled (checked on every relay request, so
-    /// disabling one takes effect before its tokens expire).
-    fn is_enabled(&self, id: String) -> BoxFuture<'_, Result<bool, GatewayError>>;
+    /// The installation's current key generation, or `None` when it is unknown or disabled.
+    /// Checked on every relay request against the generation a token was minted in, so that
+    /// rotating or disabling a key takes effect before its tokens expire.
+    fn key_generation(&self, id: String) -> BoxFuture<'_, Result<Option<i64>, GatewayError>>;
 }

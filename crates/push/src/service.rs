@@ -479,7 +479,9 @@ impl InstallationDirectory for PushService {
                     .await
                     .map_err(unavailable)?
                 {
-                    SecretCheck::Valid(_) => SecretVerdict::Valid,
+                    SecretCheck::Valid(installation) => SecretVerdict::Valid {
+                        key_generation: installation.key_generation,
+                    },
                     SecretCheck::Unknown => SecretVerdict::Unknown,
                     SecretCheck::Disabled => SecretVerdict::Disabled,
                     SecretCheck::WrongSecret => SecretVerdict::WrongSecret,
@@ -488,7 +490,7 @@ impl InstallationDirectory for PushService {
         })
     }
 
-    fn is_enabled(&self, id: String) -> BoxFuture<'_, Result<bool, GatewayError>> {
+    fn key_generation(&self, id: String) -> BoxFuture<'_, Result<Option<i64>, GatewayError>> {
         Box::pin(async move {
             Ok(self
                 .store
@@ -496,7 +498,8 @@ impl InstallationDirectory for PushService {
                 .get(&id)
                 .await
                 .map_err(unavailable)?
-                .is_some_and(|i| i.enabled))
+                .filter(|i| i.enabled)
+                .map(|i| i.key_generation))
         })
     }
 }

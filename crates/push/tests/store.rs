@@ -449,6 +449,16 @@ async fn installations_and_their_keys() {
             .unwrap()
             .unwrap();
         assert_ne!(new_key, key);
+        // Disabling and rotating each started a new key generation; enabling did not.
+        assert_eq!(
+            s.installations()
+                .get(&a.id)
+                .await
+                .unwrap()
+                .map(|i| i.key_generation),
+            Some(2),
+            "{backend}"
+        );
         assert_eq!(
             s.installations().check_secret(&a.id, &key).await.unwrap(),
             SecretCheck::WrongSecret,

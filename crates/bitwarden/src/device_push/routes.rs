@@ -50,7 +50,11 @@ impl PushApiState {
     ) -> Result<Caller, ApiError> {
         if let (Some(relay), Some(token)) = (&self.relay, token_from_request(headers, None)) {
             match relay.tokens.verify(&token).await {
-                Ok(installation) => return relay.installation_caller(installation, endpoint).await,
+                Ok((installation, key_generation)) => {
+                    return relay
+                        .installation_caller(installation, key_generation, endpoint)
+                        .await
+                }
                 // An installation token that has run out says so rather than failing as a
                 // local credential.
                 Err(e @ (AuthError::Expired | AuthError::NotYetValid)) => {
@@ -68,18 +72,33 @@ impl PushApiState {
 }
 
 impl RelayAccess {
-    /// An enabled installation, counted, within its requests per minute.
+    /// An enabled installation whose token belongs to its current key generation, counted,
+    /// within its requests per minute.
     async fn installation_caller(
         &self,
         installation: String,
+        token_generation: i64,
         endpoint: &'static str,
     ) -> Result<Caller, ApiError> {
-        if !self.directory.is_enabled(installation.clone()).await? {
-            tracing::info!(%installation, "request from a disabled or deleted installation");
-            return Err(ApiError::auth(
-                "push",
-                &AuthError::Forbidden("the installation is disabled".into()),
-            ));
+        match self.directory.key_generation(installation.clone()).await? {
+            None => {
+                tracing::info!(%installation, "request from a disabled or deleted installation");
+                return Err(ApiError::auth(
+                    "push",
+                    &AuthError::Forbidden("the installation is disabled".into()),
+                ));
+            }
+            // The key this token was obtained with has been rotated (or disabled) since.
+            Some(current) if current != token_generation => {
+                tracing::info!(%installation, "request with a token of a replaced key");
+                return Err(ApiError::auth(
+                    "push",
+                    &AuthError::Forbidden(
+                        "the token was issued for a key that has since been replaced".into(),
+                    ),
+                ));
+            }
+            Some(_) => {}
         }
         metrics::counter!("pushwarden_relay_requests_total", "installation" => installation.clone(), "endpoint" => endpoint)
             .increment(1);
@@ -345,6 +364,9 @@ mod tests {
         }
     }
 
+    /// `ENABLED`'s current key generation: its key was rotated once.
+    const GENERATION: i64 = 1;
+
     struct Directory;
 
     impl InstallationDirectory for Directory {
@@ -353,10 +375,14 @@ mod tests {
             _id: String,
             _secret: String,
         ) -> BoxFuture<'_, Result<SecretVerdict, GatewayError>> {
-            Box::pin(async { Ok(SecretVerdict::Valid) })
+            Box::pin(async {
+                Ok(SecretVerdict::Valid {
+                    key_generation: GENERATION,
+                })
+            })
         }
-        fn is_enabled(&self, id: String) -> BoxFuture<'_, Result<bool, GatewayError>> {
-            Box::pin(async move { Ok(id == ENABLED) })
+        fn key_generation(&self, id: String) -> BoxFuture<'_, Result<Option<i64>, GatewayError>> {
+            Box::pin(async move { Ok((id == ENABLED).then_some(GENERATION)) })
         }
     }
 
@@ -395,7 +421,7 @@ mod tests {
             .as_ref()
             .expect("relay")
             .tokens
-            .mint(id)
+            .mint(id, GENERATION)
             .expect("mint")
     }
 
@@ -410,6 +436,20 @@ mod tests {
         assert_eq!(
             state.caller(&bearer(&token), "send").await,
             Ok(Caller::Installation(ENABLED.into()))
+        );
+        // A token obtained with the key before its rotation.
+        let replaced = state
+            .relay
+            .as_ref()
+            .expect("relay")
+            .tokens
+            .mint(ENABLED, GENERATION - 1)
+            .expect("mint");
+        assert_eq!(
+            state.caller(&bearer(&replaced), "send").await,
+            Err(ApiError::Forbidden(
+                "forbidden: the token was issued for a key that has since been replaced".into()
+            ))
         );
         let token = installation_token(&state, DISABLED);
         assert_eq!(

@@ -95,7 +95,12 @@ pub async fn token(
     let installation = crate::notification::normalize_id(installation);
     // Only real, enabled installations get a rate budget, so that made-up client ids cannot
     // grow the limiter's table; the others are refused like a wrong secret.
-    if !state.directory.is_enabled(installation.clone()).await? {
+    if state
+        .directory
+        .key_generation(installation.clone())
+        .await?
+        .is_none()
+    {
         metrics::counter!("pushwarden_relay_token_refused_total", "reason" => "unknown_or_disabled")
             .increment(1);
         tracing::info!(installation = %installation, "token refused: unknown or disabled installation");
@@ -117,20 +122,27 @@ pub async fn token(
         .directory
         .check_secret(installation.clone(), secret)
         .await?;
-    if verdict != SecretVerdict::Valid {
-        let reason = match verdict {
-            SecretVerdict::Unknown => "unknown",
-            SecretVerdict::Disabled => "disabled",
-            _ => "wrong_secret",
-        };
-        metrics::counter!("pushwarden_relay_token_refused_total", "reason" => reason).increment(1);
-        tracing::info!(installation = %installation, reason, "installation token refused");
-        return Err(ApiError::oauth(bad_client, "invalid client credentials"));
-    }
-    let access_token = state.tokens.mint(&installation).map_err(|e| {
-        tracing::error!(error = %e, "minting an installation token failed");
-        ApiError::oauth(OAuthError::ServerError, "could not issue a token")
-    })?;
+    let key_generation = match verdict {
+        SecretVerdict::Valid { key_generation } => key_generation,
+        refused => {
+            let reason = match refused {
+                SecretVerdict::Unknown => "unknown",
+                SecretVerdict::Disabled => "disabled",
+                _ => "wrong_secret",
+            };
+            metrics::counter!("pushwarden_relay_token_refused_total", "reason" => reason)
+                .increment(1);
+            tracing::info!(installation = %installation, reason, "installation token refused");
+            return Err(ApiError::oauth(bad_client, "invalid client credentials"));
+        }
+    };
+    let access_token = state
+        .tokens
+        .mint(&installation, key_generation)
+        .map_err(|e| {
+            tracing::error!(error = %e, "minting an installation token failed");
+            ApiError::oauth(OAuthError::ServerError, "could not issue a token")
+        })?;
     metrics::counter!("pushwarden_relay_tokens_issued_total").increment(1);
     Ok((
         [(header::CACHE_CONTROL, "no-store")],
@@ -171,7 +183,7 @@ mod tests {
             let verdict = match (id == ID, secret == "key") {
                 (false, _) => SecretVerdict::Unknown,
                 (true, false) => SecretVerdict::WrongSecret,
-                (true, true) => SecretVerdict::Valid,
+                (true, true) => SecretVerdict::Valid { key_generation: 2 },
             };
             let down = self.down;
             Box::pin(async move {
@@ -182,13 +194,13 @@ mod tests {
             })
         }
 
-        fn is_enabled(&self, id: String) -> BoxFuture<'_, Result<bool, GatewayError>> {
+        fn key_generation(&self, id: String) -> BoxFuture<'_, Result<Option<i64>, GatewayError>> {
             let down = self.down;
             Box::pin(async move {
                 if down {
                     return Err(GatewayError::Unavailable("store is down".into()));
                 }
-                Ok(id == ID)
+                Ok((id == ID).then_some(2))
             })
         }
     }
@@ -233,15 +245,21 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_token_is_not_cached() {
+    async fn a_token_is_not_cached_and_names_the_key_generation() {
         let form =
             format!("grant_type=client_credentials&client_id=installation.{ID}&client_secret=key");
-        let (status, body, headers) = ask(state(false), None, &form).await;
+        let endpoint = state(false);
+        let tokens = endpoint.0.tokens.clone();
+        let (status, body, headers) = ask(endpoint, None, &form).await;
         assert_eq!(status, StatusCode::OK, "{body}");
         assert_eq!(body["token_type"], "Bearer");
         assert_eq!(body["scope"], PUSH_SCOPE);
         assert_eq!(body["expires_in"], 60);
-        assert!(body["access_token"].is_string());
+        let minted = body["access_token"].as_str().expect("access_token");
+        assert_eq!(
+            tokens.verify(minted).await.expect("verify"),
+            (ID.to_owned(), 2)
+        );
         assert_eq!(headers[header::CACHE_CONTROL], "no-store");
     }
 

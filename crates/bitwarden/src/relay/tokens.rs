@@ -7,6 +7,9 @@ use pushwarden_auth::{AuthError, Minter, TokenVerifier, VerifierConfig};
 /// The only scope an installation token carries: the push API.
 pub const PUSH_SCOPE: &str = "api.push";
 const ISSUER: &str = "pushwarden-relay";
+/// The private claim naming the key generation a token was minted in (see
+/// [`InstallationDirectory::key_generation`](pushwarden_model::InstallationDirectory::key_generation)).
+const KEY_GENERATION_CLAIM: &str = "key_generation";
 /// An installation's OAuth client id is `installation.{id}`, as Bitwarden's
 /// `src/Identity/IdentityServer/ClientProviders/InstallationClientProvider.cs` registers it.
 pub(super) const CLIENT_PREFIX: &str = "installation.";
@@ -32,8 +35,9 @@ impl InstallationTokens {
         })
     }
 
-    /// A token naming the installation as IdentityServer does (`client_id`, `client_sub`).
-    pub fn mint(&self, installation_id: &str) -> Result<String, AuthError> {
+    /// A token naming the installation as IdentityServer does (`client_id`, `client_sub`), and
+    /// the key generation it was minted in.
+    pub fn mint(&self, installation_id: &str, key_generation: i64) -> Result<String, AuthError> {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs())
@@ -47,11 +51,13 @@ impl InstallationTokens {
             "iat": now,
             "nbf": now,
             "exp": now + self.lifetime.as_secs(),
+            KEY_GENERATION_CLAIM: key_generation,
         }))
     }
 
-    /// The installation id an installation token names.
-    pub async fn verify(&self, token: &str) -> Result<String, AuthError> {
+    /// The installation an installation token names, and the key generation it was minted in
+    /// (0 for tokens minted before generations existed, as every installation starts at 0).
+    pub async fn verify(&self, token: &str) -> Result<(String, i64), AuthError> {
         let claims = self.verifier.verify(token).await?;
         claims.require_scope(PUSH_SCOPE)?;
         let id = claims
@@ -63,7 +69,12 @@ impl InstallationTokens {
                 "client_sub does not match client_id".into(),
             ));
         }
-        Ok(id.to_owned())
+        let key_generation = claims
+            .0
+            .get(KEY_GENERATION_CLAIM)
+            .map_or(Some(0), serde_json::Value::as_i64)
+            .ok_or(AuthError::MissingClaim(KEY_GENERATION_CLAIM))?;
+        Ok((id.to_owned(), key_generation))
     }
 
     pub fn lifetime(&self) -> Duration {
@@ -79,8 +90,11 @@ mod tests {
     async fn tokens_name_their_installation() {
         let tokens = InstallationTokens::new(b"relay-secret".to_vec(), Duration::from_secs(60))
             .expect("tokens");
-        let t = tokens.mint("inst-1").expect("mint");
-        assert_eq!(tokens.verify(&t).await.expect("verify"), "inst-1");
+        let t = tokens.mint("inst-1", 3).expect("mint");
+        assert_eq!(
+            tokens.verify(&t).await.expect("verify"),
+            ("inst-1".to_owned(), 3)
+        );
         let other =
             InstallationTokens::new(b"other".to_vec(), Duration::from_secs(60)).expect("tokens");
         assert!(other.verify(&t).await.is_err());
@@ -92,5 +106,14 @@ mod tests {
             )
             .expect("mint");
         assert!(tokens.verify(&user).await.is_err());
+        // A token minted before key generations existed belongs to generation 0.
+        let old = Minter::Hs256(b"relay-secret".to_vec())
+            .mint(&serde_json::json!({"iss": ISSUER, "scope": ["api.push"],
+                "client_id": "installation.x", "client_sub": "x", "exp": 4_000_000_000u64}))
+            .expect("mint");
+        assert_eq!(
+            tokens.verify(&old).await.expect("verify"),
+            ("x".to_owned(), 0)
+        );
     }
 }

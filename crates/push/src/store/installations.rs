@@ -22,6 +22,9 @@ pub struct Installation {
     pub email: Option<String>,
     pub created_ms: i64,
     pub updated_ms: i64,
+    /// Moves on with every key rotation and every disabling; tokens minted in an earlier
+    /// generation are refused.
+    pub key_generation: i64,
 }
 
 /// What checking an installation's credentials found.
@@ -56,6 +59,7 @@ fn from_row(row: &AnyRow) -> Result<Installation, StoreError> {
         email: row.try_get("email")?,
         created_ms: row.try_get("created_ms")?,
         updated_ms: row.try_get("updated_ms")?,
+        key_generation: row.try_get("key_generation")?,
     })
 }
 
@@ -76,6 +80,7 @@ impl Installations {
             email: email.map(str::to_owned),
             created_ms: now_ms,
             updated_ms: now_ms,
+            key_generation: 0,
         };
         let key = new_key();
         sqlx::query(
@@ -93,7 +98,7 @@ impl Installations {
 
     pub async fn list(&self) -> Result<Vec<Installation>, StoreError> {
         let rows = sqlx::query(
-            "SELECT id, enabled, email, created_ms, updated_ms FROM installations \
+            "SELECT id, enabled, email, created_ms, updated_ms, key_generation FROM installations \
              ORDER BY created_ms, id",
         )
         .fetch_all(&self.pool)
@@ -103,7 +108,8 @@ impl Installations {
 
     pub async fn get(&self, id: &str) -> Result<Option<Installation>, StoreError> {
         let row = sqlx::query(
-            "SELECT id, enabled, email, created_ms, updated_ms FROM installations WHERE id = $1",
+            "SELECT id, enabled, email, created_ms, updated_ms, key_generation FROM installations \
+             WHERE id = $1",
         )
         .bind(id.to_owned())
         .fetch_optional(&self.pool)
@@ -111,40 +117,47 @@ impl Installations {
         row.as_ref().map(from_row).transpose()
     }
 
-    /// Enables or disables an installation; false if there is none with that id.
+    /// Enables or disables an installation; false if there is none with that id. Disabling
+    /// starts a new key generation, so the tokens it holds stay dead if it is enabled again.
     pub async fn set_enabled(
         &self,
         id: &str,
         enabled: bool,
         now_ms: i64,
     ) -> Result<bool, StoreError> {
-        let n = sqlx::query("UPDATE installations SET enabled = $1, updated_ms = $2 WHERE id = $3")
-            .bind(i64::from(enabled))
-            .bind(now_ms)
-            .bind(id.to_owned())
-            .execute(&self.pool)
-            .await?;
+        let n = sqlx::query(
+            "UPDATE installations SET enabled = $1, updated_ms = $2, \
+             key_generation = key_generation + (1 - $1) WHERE id = $3",
+        )
+        .bind(i64::from(enabled))
+        .bind(now_ms)
+        .bind(id.to_owned())
+        .execute(&self.pool)
+        .await?;
         Ok(affected(n) > 0)
     }
 
-    /// Replaces an installation's key; the old one stops working at once.
+    /// Replaces an installation's key; the old one, and every token minted with it, stop
+    /// working at once (a new key generation).
     pub async fn rotate_key(&self, id: &str, now_ms: i64) -> Result<Option<String>, StoreError> {
         let key = new_key();
-        let n =
-            sqlx::query("UPDATE installations SET key_sha256 = $1, updated_ms = $2 WHERE id = $3")
-                .bind(digest(&key))
-                .bind(now_ms)
-                .bind(id.to_owned())
-                .execute(&self.pool)
-                .await?;
+        let n = sqlx::query(
+            "UPDATE installations SET key_sha256 = $1, updated_ms = $2, \
+             key_generation = key_generation + 1 WHERE id = $3",
+        )
+        .bind(digest(&key))
+        .bind(now_ms)
+        .bind(id.to_owned())
+        .execute(&self.pool)
+        .await?;
         Ok((affected(n) > 0).then_some(key))
     }
 
     /// Checks an installation id and key, as the token endpoint does.
     pub async fn check_secret(&self, id: &str, secret: &str) -> Result<SecretCheck, StoreError> {
         let row = sqlx::query(
-            "SELECT id, key_sha256, enabled, email, created_ms, updated_ms FROM installations \
-             WHERE id = $1",
+            "SELECT id, key_sha256, enabled, email, created_ms, updated_ms, key_generation \
+             FROM installations WHERE id = $1",
         )
         .bind(id.to_owned())
         .fetch_optional(&self.pool)

@@ -14,7 +14,7 @@ use crate::health::Health;
 use crate::lease;
 use crate::providers::{parse_subscription, Providers};
 use crate::registration::{parse_environment, Channel, Platform, Provider, Registration};
-use crate::store::{now_ms, Backend, SecretCheck, Store, StoreError};
+use crate::store::{now_ms, Backend, SecretCheck, Store, StoreError, Upsert};
 use crate::upstream::{OutboxWork, Upstream};
 
 pub struct PushService {
@@ -303,22 +303,6 @@ impl PushGateway for PushService {
             let registration = self.registration(device)?;
             let platform = registration.platform;
             let registrations = self.store.registrations();
-            if let (Some(owner), Some(max)) = (&registration.owner, max_owned) {
-                let owned = registrations
-                    .count_owned(owner)
-                    .await
-                    .map_err(unavailable)?;
-                let exists = registrations
-                    .get(&registration.device_id)
-                    .await
-                    .map_err(unavailable)?
-                    .is_some();
-                if !exists && owned >= i64::try_from(max).unwrap_or(i64::MAX) {
-                    return Err(GatewayError::LimitExceeded(format!(
-                        "the installation has {owned} registrations, the most allowed"
-                    )));
-                }
-            }
             let relayed =
                 registration.owner.is_none() && self.relayed_platforms().contains(&platform);
             if !relayed && !self.providers.is_configured(platform.provider()) {
@@ -327,10 +311,24 @@ impl PushGateway for PushService {
                     "registered a device whose provider is not configured: it gets no pushes until it is"
                 );
             }
-            registrations
-                .upsert(&registration)
-                .await
-                .map_err(unavailable)?;
+            let limit = registration
+                .owner
+                .as_ref()
+                .and(max_owned)
+                .map(|max| i64::try_from(max).unwrap_or(i64::MAX));
+            match limit {
+                None => registrations.upsert(&registration).await,
+                Some(max) => match registrations.upsert_within(&registration, max).await {
+                    Ok(Upsert::Stored) => Ok(()),
+                    Ok(Upsert::LimitReached { owned }) => {
+                        return Err(GatewayError::LimitExceeded(format!(
+                            "the installation has {owned} registrations, the most allowed"
+                        )))
+                    }
+                    Err(e) => Err(e),
+                },
+            }
+            .map_err(unavailable)?;
             metrics::counter!("pushwarden_push_registrations_total", "platform" => platform.as_str())
                 .increment(1);
             if relayed {

@@ -495,6 +495,61 @@ async fn installations_and_their_keys() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_registrations_never_overshoot_an_owners_limit() {
+    use pushwarden_push::store::Upsert;
+    const MAX: i64 = 5;
+    for (backend, t) in support::both().await {
+        let s = t.store.clone();
+        // 60 new devices of one owner at once, against a limit of 5.
+        let attempts = (0..60).map(|n| {
+            let s = s.clone();
+            let mut r = device(&format!("owner-a_{n}"), "u", Platform::Fcm, 0);
+            r.owner = Some("owner-a".into());
+            tokio::spawn(async move { s.registrations().upsert_within(&r, MAX).await })
+        });
+        let mut stored = 0;
+        let mut refused = 0;
+        for attempt in attempts.collect::<Vec<_>>() {
+            match attempt.await.unwrap().unwrap() {
+                Upsert::Stored => stored += 1,
+                Upsert::LimitReached { owned } => {
+                    assert_eq!(owned, MAX, "{backend}");
+                    refused += 1;
+                }
+            }
+        }
+        assert_eq!((stored, refused), (MAX, 60 - MAX), "{backend}");
+        assert_eq!(
+            s.registrations().count_owned("owner-a").await.unwrap(),
+            MAX,
+            "{backend}"
+        );
+        // Updating a device the owner already has is not a new registration.
+        let mut existing = None;
+        for n in 0..60 {
+            existing = s
+                .registrations()
+                .get(&format!("owner-a_{n}"))
+                .await
+                .unwrap();
+            if existing.is_some() {
+                break;
+            }
+        }
+        let existing = existing.expect("a stored device");
+        assert_eq!(
+            s.registrations()
+                .upsert_within(&existing, MAX)
+                .await
+                .unwrap(),
+            Upsert::Stored,
+            "{backend}"
+        );
+        t.remove().await;
+    }
+}
+
 #[tokio::test]
 async fn the_relay_outbox_keeps_order_and_retries() {
     for (backend, t) in support::both().await {

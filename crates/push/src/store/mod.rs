@@ -23,7 +23,7 @@ pub use deliveries::{ClaimedDelivery, ClaimedDevice, Deliveries, Enqueued};
 pub use installations::{Installation, Installations, SecretCheck};
 pub use leased::{RetryPlan, RowKey};
 pub use outbox::{Outbox, OutboxItem};
-pub use registrations::Registrations;
+pub use registrations::{Registrations, Upsert};
 
 /// A query on either database, as the helpers that add binds to one take it.
 pub type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>;
@@ -125,7 +125,7 @@ impl Store {
 
     /// Registered devices.
     pub fn registrations(&self) -> Registrations {
-        Registrations::new(self.pool.clone())
+        Registrations::new(self.pool.clone(), self.backend)
     }
 
     /// The delivery queue.

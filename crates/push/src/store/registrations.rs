@@ -5,13 +5,24 @@ use pushwarden_model::{DeviceTarget, Recipient};
 use sqlx::any::AnyRow;
 use sqlx::{AnyPool, Row};
 
-use super::{affected, scalar, AnyQuery, StoreError};
+use super::{affected, scalar, AnyQuery, Backend, StoreError};
 use crate::registration::{environment_name, parse_environment, Channel, Platform, Registration};
 
 /// Registered devices: [`Store::registrations`](super::Store::registrations).
 #[derive(Clone)]
 pub struct Registrations {
     pool: AnyPool,
+    backend: Backend,
+}
+
+/// What [`Registrations::upsert_within`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Upsert {
+    Stored,
+    /// The owner already holds this many registrations, the most allowed; nothing was written.
+    LimitReached {
+        owned: i64,
+    },
 }
 
 const COLUMNS: &str = "device_id, platform, push_token, endpoint, p256dh, auth, \
@@ -19,13 +30,30 @@ const COLUMNS: &str = "device_id, platform, push_token, endpoint, p256dh, auth, 
     updated_ms";
 
 impl Registrations {
-    pub(super) fn new(pool: AnyPool) -> Self {
-        Self { pool }
+    pub(super) fn new(pool: AnyPool, backend: Backend) -> Self {
+        Self { pool, backend }
     }
 
     /// Creates or replaces a registration, including its organization tags, keeping its
     /// original creation time.
     pub async fn upsert(&self, r: &Registration) -> Result<(), StoreError> {
+        self.write(r, None).await.map(|_| ())
+    }
+
+    /// Like [`Registrations::upsert`], unless the registration is new and its owner already
+    /// holds `max_owned`. The count and the write are one transaction that no other write for
+    /// the same owner can interleave with (SQLite: `BEGIN IMMEDIATE` takes the write lock first;
+    /// PostgreSQL: a transaction-scoped advisory lock per owner), so concurrent registrations
+    /// cannot overshoot the limit.
+    pub async fn upsert_within(
+        &self,
+        r: &Registration,
+        max_owned: i64,
+    ) -> Result<Upsert, StoreError> {
+        self.write(r, Some(max_owned)).await
+    }
+
+    async fn write(&self, r: &Registration, max_owned: Option<i64>) -> Result<Upsert, StoreError> {
         let (token, endpoint, p256dh, auth) = match &r.channel {
             Channel::Token(t) => (Some(t.clone()), None, None, None),
             Channel::WebPush {
@@ -39,7 +67,31 @@ impl Registrations {
                 Some(auth.clone()),
             ),
         };
-        let mut tx = self.pool.begin().await?;
+        let mut tx = match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.pool.begin().await?,
+        };
+        if let (Some(owner), Some(max)) = (&r.owner, max_owned) {
+            if self.backend == Backend::Postgres {
+                sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
+                    .bind(format!("pushwarden-owner:{owner}"))
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            let exists = sqlx::query("SELECT 1 FROM push_registrations WHERE device_id = $1")
+                .bind(r.device_id.clone())
+                .fetch_optional(&mut *tx)
+                .await?
+                .is_some();
+            let owned: i64 =
+                sqlx::query_scalar("SELECT COUNT(*) FROM push_registrations WHERE owner = $1")
+                    .bind(owner.clone())
+                    .fetch_one(&mut *tx)
+                    .await?;
+            if !exists && owned >= max {
+                return Ok(Upsert::LimitReached { owned });
+            }
+        }
         sqlx::query(
             "INSERT INTO push_registrations (device_id, platform, push_token, endpoint, p256dh, \
              auth, apns_environment, user_id, identifier, installation_id, device_type, \
@@ -85,7 +137,7 @@ impl Registrations {
             .await?;
         }
         tx.commit().await?;
-        Ok(())
+        Ok(Upsert::Stored)
     }
 
     /// Removes a registration (and its organization tags); true if there was one.

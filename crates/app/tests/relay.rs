@@ -592,16 +592,7 @@ async fn token_endpoint_answers_oauth_errors() {
     }
     // Rotating the key ends the tokens minted with the old one; the new key's tokens work.
     let old_bearer = installation_token(server.addr, &id, &key).await;
-    let send = json!({"userId": U, "type": 5, "payload": {}});
-    let (status, _) = call_as(
-        &server,
-        Some(&old_bearer),
-        "POST",
-        "/push/send",
-        send.clone(),
-    )
-    .await;
-    assert_eq!(status, 200);
+    assert_eq!(sync_vault_as(&server, &old_bearer).await, 200);
     let key = server
         .push
         .store()
@@ -610,18 +601,17 @@ async fn token_endpoint_answers_oauth_errors() {
         .await
         .expect("rotate")
         .expect("installation");
-    let (status, _) = call_as(
-        &server,
-        Some(&old_bearer),
-        "POST",
-        "/push/send",
-        send.clone(),
-    )
-    .await;
-    assert_eq!(status, 403, "a token of the replaced key");
+    assert_eq!(
+        sync_vault_as(&server, &old_bearer).await,
+        403,
+        "a token of the replaced key"
+    );
     let bearer = installation_token(server.addr, &id, &key).await;
-    let (status, _) = call_as(&server, Some(&bearer), "POST", "/push/send", send).await;
-    assert_eq!(status, 200, "a token of the new key");
+    assert_eq!(
+        sync_vault_as(&server, &bearer).await,
+        200,
+        "a token of the new key"
+    );
     // A disabled installation gets no token, and its existing token stops working.
     server
         .push
@@ -645,16 +635,21 @@ async fn token_endpoint_answers_oauth_errors() {
         (status, answer["error"].as_str()),
         (400, Some("invalid_client"))
     );
-    let (status, _) = call_as(
-        &server,
-        Some(&bearer),
+    assert_eq!(sync_vault_as(&server, &bearer).await, 403);
+    server.shutdown().await.expect("shutdown");
+}
+
+/// The status of a `/push/send` (a SyncVault for user `U`) made with an installation token.
+async fn sync_vault_as(server: &Server, bearer: &str) -> u16 {
+    call_as(
+        server,
+        Some(bearer),
         "POST",
         "/push/send",
         json!({"userId": U, "type": 5, "payload": {}}),
     )
-    .await;
-    assert_eq!(status, 403);
-    server.shutdown().await.expect("shutdown");
+    .await
+    .0
 }
 
 #[tokio::test]

@@ -48,7 +48,9 @@ pid=""
 start_server() {
     env PUSHWARDEN_LISTEN=127.0.0.1:$PORT PUSHWARDEN_JWT_HS256_SECRET=bench-secret \
         PUSHWARDEN_SEND_API_KEY=bench-key PUSHWARDEN_JWT_RSA_PUBLIC_KEY="$work/rsa.pub.pem" \
-        PUSHWARDEN_DATA_DIR="$work/data" RUST_LOG=warn "$@" \
+        PUSHWARDEN_DATA_DIR="$work/data" RUST_LOG=warn \
+        PUSHWARDEN_CONNECTS_PER_MINUTE=0 PUSHWARDEN_NEGOTIATES_PER_MINUTE=0 \
+        PUSHWARDEN_ANONYMOUS_CONNECTS_PER_MINUTE=0 "$@" \
         "$SERVER" serve >"$work/server.out" 2>"$work/server.err" &
     pid=$!
     # For a bench started before the server (push): it reads the pid once the server answers.

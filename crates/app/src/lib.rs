@@ -5,6 +5,8 @@
 //!   figment; `config::settings` declares every setting once (key, variable, default, doc),
 //!   `config::sources` reads and checks them, `config::render` writes the example file, the
 //!   README table and `config check`'s output;
+//! - `edge`: the accept loop and what a peer may hold: connection caps, header and body
+//!   timeouts, trusted proxies, per-address rate limits;
 //! - `server`: the HTTP service (hubs, transports, endpoints), served and shut down gracefully;
 //! - `push`: the push service from the provider settings;
 //! - `secrets`: development secrets and the relay token secret in the data directory;
@@ -15,6 +17,7 @@
 
 pub mod commands;
 pub mod config;
+pub mod edge;
 pub mod metrics;
 pub mod push;
 pub mod secrets;

@@ -1,14 +1,14 @@
 //! The HTTP service: builds the hubs, transports and endpoints from configuration, serves them,
 //! and shuts down gracefully.
 
-use std::future::{Future, IntoFuture};
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use axum::extract::DefaultBodyLimit;
-use axum::response::IntoResponse;
+use axum::extract::{ConnectInfo, DefaultBodyLimit};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use http::StatusCode;
@@ -28,6 +28,7 @@ use pushwarden_transport::{routes, OutboxLimits, Transport, TransportOptions};
 use tokio::net::TcpListener;
 
 use crate::config::Config;
+use crate::edge::{self, ConnectionCaps, EdgeOptions, PeerRateLimits, PeerRates, TrustedProxies};
 use crate::metrics;
 
 /// A running service.
@@ -82,6 +83,20 @@ pub async fn start(config: Config) -> Result<Server> {
         .await
         .with_context(|| format!("binding {}", config.listen))?;
     let addr = listener.local_addr()?;
+    let nofile = edge::open_file_limit();
+    let (max_total, max_per_ip) = ConnectionCaps::sized(
+        nofile,
+        config.limits.max_connections,
+        config.limits.max_connections_per_ip,
+    );
+    let caps = ConnectionCaps::new(max_total, max_per_ip);
+    tracing::info!(
+        open_file_limit = nofile,
+        max_connections = max_total,
+        max_connections_per_ip = max_per_ip,
+        "connection caps"
+    );
+    let edge_options = edge_options(&config)?;
     let (router, notifications, push) = build(&config).await?;
     let (shutdown, mut shutdown_rx) = tokio::sync::watch::channel(false);
     let push_worker = Some(
@@ -94,7 +109,15 @@ pub async fn start(config: Config) -> Result<Server> {
     let signal = async move {
         let _ = shutdown_rx.wait_for(|stop| *stop).await;
     };
-    let task = tokio::spawn(serve(listener, router, hubs, grace, tls, signal));
+    let task = tokio::spawn(serve(
+        listener,
+        router,
+        hubs,
+        grace,
+        tls,
+        (edge_options, caps),
+        signal,
+    ));
     Ok(Server {
         addr,
         notifications,
@@ -102,6 +125,17 @@ pub async fn start(config: Config) -> Result<Server> {
         shutdown,
         task,
         push_worker,
+    })
+}
+
+/// The edge's settings from configuration.
+pub fn edge_options(config: &Config) -> Result<EdgeOptions> {
+    let trusted = TrustedProxies::parse(&config.limits.trusted_proxies)
+        .map_err(|e| anyhow::anyhow!("PUSHWARDEN_TRUSTED_PROXIES: {e}"))?;
+    Ok(EdgeOptions {
+        header_read_timeout: config.limits.header_read_timeout,
+        body_read_timeout: config.limits.body_read_timeout,
+        trusted: Arc::new(trusted),
     })
 }
 
@@ -134,6 +168,7 @@ pub async fn build(config: &Config) -> Result<(Router, Arc<Notifications>, Arc<P
         disconnect_timeout: config.transport.disconnect_timeout,
         long_poll_timeout: config.transport.long_poll_timeout,
         send_timeout: config.transport.send_timeout,
+        max_pending_negotiations: config.limits.max_pending_negotiations,
         ..TransportOptions::default()
     };
 
@@ -222,6 +257,10 @@ pub async fn build(config: &Config) -> Result<(Router, Arc<Notifications>, Arc<P
         .layer(DefaultBodyLimit::max(16 * 1024))
         .with_state(token_state);
     let health_push = push.clone();
+    let inspect = Arc::new(Inspection {
+        token: config.metrics_token.clone(),
+    });
+    let health_inspect = inspect.clone();
     // What a vault server puts in its own `/config` `push` object (`ConfigResponseModel` in bitwarden/server's
     // `src/Api/Models/Response/ConfigResponseModel.cs`): Web Push when a
     // VAPID key is configured, else SignalR.
@@ -255,9 +294,18 @@ pub async fn build(config: &Config) -> Result<(Router, Arc<Notifications>, Arc<P
         .merge(token_routes)
         .route(
             "/health",
-            get(move || {
+            get(move |request: axum::extract::Request| {
                 let push = health_push.clone();
-                async move { Json(push.health().await) }
+                let inspect = health_inspect.clone();
+                async move {
+                    let health = push.health().await;
+                    if inspect.allows(&request) {
+                        Json(health)
+                    } else {
+                        // The verdict only: the details name providers' errors.
+                        Json(serde_json::json!({ "status": health["status"] }))
+                    }
+                }
             }),
         )
         .route(
@@ -268,7 +316,19 @@ pub async fn build(config: &Config) -> Result<(Router, Arc<Notifications>, Arc<P
             }),
         )
         .route("/openapi.json", get(openapi))
-        .route("/metrics", get(metrics::render))
+        .route(
+            "/metrics",
+            get(move |request: axum::extract::Request| {
+                let inspect = inspect.clone();
+                async move {
+                    if inspect.allows(&request) {
+                        metrics::render().await
+                    } else {
+                        inspect.refusal()
+                    }
+                }
+            }),
+        )
         .fallback(|| async {
             (
                 StatusCode::NOT_FOUND,
@@ -276,7 +336,53 @@ pub async fn build(config: &Config) -> Result<(Router, Arc<Notifications>, Arc<P
             )
                 .into_response()
         });
+    let peer_limits = PeerRateLimits::new(PeerRates {
+        negotiates_per_minute: config.limits.negotiates_per_minute,
+        connects_per_minute: config.limits.connects_per_minute,
+        anonymous_connects_per_minute: config.limits.anonymous_connects_per_minute,
+        token_failures_per_minute: config.limits.token_failures_per_minute,
+    });
+    let router = router.layer(axum::middleware::from_fn_with_state(
+        peer_limits,
+        edge::rate_limit,
+    ));
     Ok((router, notifications, push))
+}
+
+/// Who may read `/metrics` and `/health`'s details: a bearer of the metrics token when one is
+/// set, else a client on this host (the address a trusted proxy forwards, if any, so a proxy
+/// on this host does not open them to everyone).
+struct Inspection {
+    token: Option<String>,
+}
+
+impl Inspection {
+    fn allows(&self, request: &axum::extract::Request) -> bool {
+        match &self.token {
+            Some(token) => pushwarden_auth::token_from_request(request.headers(), None)
+                .is_some_and(|given| {
+                    use subtle::ConstantTimeEq;
+                    bool::from(given.as_bytes().ct_eq(token.as_bytes()))
+                }),
+            None => request
+                .extensions()
+                .get::<ConnectInfo<SocketAddr>>()
+                .is_some_and(|c| c.0.ip().is_loopback()),
+        }
+    }
+
+    fn refusal(&self) -> Response {
+        let message = if self.token.is_some() {
+            "metrics need the metrics token as a bearer token"
+        } else {
+            "metrics are served to this host only; set PUSHWARDEN_METRICS_TOKEN to scrape them from elsewhere"
+        };
+        (
+            StatusCode::FORBIDDEN,
+            Json(serde_json::json!({ "error": message })),
+        )
+            .into_response()
+    }
 }
 
 /// The push API's OpenAPI description.
@@ -293,6 +399,7 @@ async fn serve(
     notifications: Arc<Notifications>,
     grace: Duration,
     tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
+    (options, caps): (EdgeOptions, Arc<ConnectionCaps>),
     signal: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
     let hubs = notifications.clone();
@@ -305,18 +412,7 @@ async fn serve(
         hubs.anonymous_hub().close_all(true);
         stopping_tx.notify_one();
     };
-    let app = router.into_make_service_with_connect_info::<SocketAddr>();
-    let server = match tls {
-        None => axum::serve(listener, app)
-            .with_graceful_shutdown(stop)
-            .into_future(),
-        Some(config) => axum::serve(
-            crate::tls::TlsListener::new(listener, config).for_connect_info(),
-            app,
-        )
-        .with_graceful_shutdown(stop)
-        .into_future(),
-    };
+    let server = edge::serve(listener, router, tls, options, caps, stop);
     tokio::select! {
         result = server => result.context("serving")?,
         _ = async { stopping.notified().await; tokio::time::sleep(grace).await } => {

@@ -1,12 +1,11 @@
-//! pushwarden serving HTTPS itself: certificate loading and the TLS listener, with a small
-//! router of its own (not pushwarden's server).
+//! pushwarden serving HTTPS itself: certificate loading and TLS in the edge's accept loop, with
+//! a small router of its own (not pushwarden's server).
 
 // The module is compiled into this test directly so that it does not depend on how the
 // library exports it.
 #[allow(dead_code)]
 use pushwarden::tls;
 
-use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -23,7 +22,11 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio_rustls::rustls::ServerConfig;
 
-use tls::{load_server_config, TlsListener};
+use pushwarden::edge::{ConnectionCaps, EdgeOptions};
+use tls::load_server_config;
+
+/// The TLS handshake timeout these tests serve with unless they say otherwise.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 const STEP: Duration = Duration::from_secs(5);
 
@@ -111,25 +114,30 @@ fn router() -> Router {
 struct Running {
     addr: SocketAddr,
     stop: oneshot::Sender<()>,
-    task: JoinHandle<std::io::Result<()>>,
+    task: JoinHandle<anyhow::Result<()>>,
 }
 
-/// Serves `router()` over TLS exactly as pushwarden's server would: `axum::serve` with
+/// Serves `router()` over TLS exactly as pushwarden's server does: the edge's accept loop, with
 /// `ConnectInfo<SocketAddr>` and a graceful shutdown.
 async fn serve(config: Arc<ServerConfig>, handshake_timeout: Duration) -> Running {
     metrics();
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("local address");
-    let listener = TlsListener::with_handshake_timeout(listener, config, handshake_timeout);
     let (stop, stopped) = oneshot::channel::<()>();
-    let server = axum::serve(
-        listener.for_connect_info(),
-        router().into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move {
-        let _ = stopped.await;
-    });
-    let task = tokio::spawn(server.into_future());
+    let options = EdgeOptions {
+        header_read_timeout: handshake_timeout,
+        ..EdgeOptions::default()
+    };
+    let task = tokio::spawn(pushwarden::edge::serve(
+        listener,
+        router(),
+        Some(config),
+        options,
+        ConnectionCaps::new(1000, 1000),
+        async move {
+            let _ = stopped.await;
+        },
+    ));
     Running { addr, stop, task }
 }
 
@@ -157,7 +165,7 @@ async fn get_text(client: &reqwest::Client, url: &str) -> (reqwest::Version, Str
 async fn serves_https_over_http1_only_with_peer_address() {
     let dir = TempDir::new();
     let (config, cert) = config_in(&dir);
-    let server = serve(config, tls::HANDSHAKE_TIMEOUT).await;
+    let server = serve(config, HANDSHAKE_TIMEOUT).await;
     let base = format!("https://localhost:{}", server.addr.port());
 
     // A default client offers h2 and http/1.1 through ALPN and gets http/1.1, so that
@@ -195,7 +203,7 @@ async fn serves_https_over_http1_only_with_peer_address() {
 async fn a_silent_client_does_not_block_others() {
     let dir = TempDir::new();
     let (config, cert) = config_in(&dir);
-    let server = serve(config, tls::HANDSHAKE_TIMEOUT).await;
+    let server = serve(config, HANDSHAKE_TIMEOUT).await;
 
     // Connected and silent: its handshake waits, up to the 10 s timeout.
     let mut silent = Vec::new();
@@ -267,7 +275,7 @@ async fn a_handshake_that_times_out_is_dropped_and_counted() {
 async fn plain_http_to_the_tls_port_fails_cleanly_and_serving_goes_on() {
     let dir = TempDir::new();
     let (config, cert) = config_in(&dir);
-    let server = serve(config, tls::HANDSHAKE_TIMEOUT).await;
+    let server = serve(config, HANDSHAKE_TIMEOUT).await;
     let before = handshake_failures("error");
 
     let plain = reqwest::Client::builder()
@@ -323,7 +331,7 @@ async fn plain_http_to_the_tls_port_fails_cleanly_and_serving_goes_on() {
 async fn graceful_shutdown_closes_the_listening_socket() {
     let dir = TempDir::new();
     let (config, cert) = config_in(&dir);
-    let server = serve(config, tls::HANDSHAKE_TIMEOUT).await;
+    let server = serve(config, HANDSHAKE_TIMEOUT).await;
     let url = format!("https://localhost:{}/hello", server.addr.port());
     assert_eq!(
         get_text(&client(&cert, server.addr, false), &url).await.1,
@@ -340,31 +348,10 @@ async fn graceful_shutdown_closes_the_listening_socket() {
         .expect("serve task")
         .expect("serve result");
 
-    // Dropping the listener stopped the accept task, and with it the socket.
+    // The accept loop ended, and with it the listening socket.
     let deadline = Instant::now() + STEP;
     while TcpStream::connect(server.addr).await.is_ok() {
         assert!(Instant::now() < deadline, "still accepting after shutdown");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-#[tokio::test]
-async fn dropping_the_listener_stops_accepting() {
-    let dir = TempDir::new();
-    let (config, _) = config_in(&dir);
-    let tcp = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = tcp.local_addr().expect("local address");
-    let listener = TlsListener::new(tcp, config);
-    assert_eq!(
-        axum::serve::Listener::local_addr(&listener).expect("local address"),
-        addr
-    );
-    assert!(format!("{listener:?}").contains(&addr.to_string()));
-    drop(listener);
-
-    let deadline = Instant::now() + STEP;
-    while TcpStream::connect(addr).await.is_ok() {
-        assert!(Instant::now() < deadline, "still accepting after drop");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }

@@ -35,6 +35,9 @@ pub enum ApiError {
     /// in whole seconds, rounded up, at least one.
     #[error("rate limit exceeded: {what}")]
     TooManyRequests { what: String, retry_after: Duration },
+    /// The body is larger than the endpoint takes. `413 {"error": …}`.
+    #[error("the request body is larger than {limit} bytes")]
+    PayloadTooLarge { limit: usize },
     /// The store, a dependency or the token keys are unavailable; the caller may retry.
     /// `503 {"error": …}`.
     #[error("{0}")]
@@ -130,6 +133,7 @@ impl ApiError {
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::OAuth { error, .. } => error.status(),
         }
@@ -142,6 +146,7 @@ impl ApiError {
             ApiError::Unauthorized(_) => "unauthorized",
             ApiError::Forbidden(_) => "forbidden",
             ApiError::TooManyRequests { .. } => "limit",
+            ApiError::PayloadTooLarge { .. } => "too_large",
             ApiError::Unavailable(_) => "unavailable",
             ApiError::OAuth { .. } => "oauth",
         }
@@ -153,6 +158,22 @@ impl ApiError {
     /// [`ApiError::auth`] answers goes this way.
     pub fn into_rejection(self) -> Rejection {
         Rejection::new(self.status(), self.to_string())
+    }
+}
+
+/// Reads a request body of at most `limit` bytes. Handlers call it only once the caller is
+/// authenticated, so an anonymous peer never makes the service hold a body; how long the body
+/// may take is bounded where the service is served (the body is cut when its time is up).
+pub async fn read_body(body: axum::body::Body, limit: usize) -> Result<bytes::Bytes, ApiError> {
+    use http_body_util::BodyExt;
+    match http_body_util::Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+            Err(ApiError::PayloadTooLarge { limit })
+        }
+        Err(e) => Err(ApiError::BadRequest(format!(
+            "the request body could not be read: {e}"
+        ))),
     }
 }
 
@@ -191,7 +212,10 @@ impl IntoResponse for ApiError {
                     );
                 }
             }
-            ApiError::BadRequest(_) | ApiError::Forbidden(_) | ApiError::Unavailable(_) => {}
+            ApiError::BadRequest(_)
+            | ApiError::Forbidden(_)
+            | ApiError::PayloadTooLarge { .. }
+            | ApiError::Unavailable(_) => {}
         }
         response
     }

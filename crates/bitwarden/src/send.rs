@@ -5,11 +5,11 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use axum::body::Body;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use bytes::Bytes;
 use pushwarden_auth::{token_from_request, AuthError, TokenVerifier};
 use serde_json::{json, Value};
 use subtle::ConstantTimeEq;
@@ -62,7 +62,7 @@ pub const MAX_SEND_BODY: usize = 256 * 1024;
 pub async fn send(
     State(state): State<Arc<SendState>>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Result<Json<Value>, ApiError> {
     let started = Instant::now();
     state
@@ -70,6 +70,7 @@ pub async fn send(
         .authorize(&headers)
         .await
         .map_err(|e| ApiError::auth("send", &e))?;
+    let body = crate::edge::read_body(body, MAX_SEND_BODY).await?;
     let result = deliver(&state, &body).await;
     metrics::histogram!("pushwarden_send_duration_seconds").record(started.elapsed().as_secs_f64());
     result.map(Json)

@@ -223,6 +223,10 @@ impl Session for HubSession {
         &self.outbox
     }
 
+    fn handshake_done(&self) -> bool {
+        self.protocol().is_some()
+    }
+
     fn transport_started(&self, kind: TransportKind) {
         let v = match kind {
             TransportKind::WebSockets => 1,

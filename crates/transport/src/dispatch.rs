@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use http::{header, Method, StatusCode};
 
 use crate::endpoint::{Endpoint, Rejection, RequestInfo, TransportKind};
-use crate::registry::Entry;
+use crate::registry::{Entry, Registry};
 use crate::upgrade::{self, Upgrade};
 use crate::{http_send, long_polling, sse, websocket, Transport};
 
@@ -127,6 +127,7 @@ pub(crate) type Refusal = (StatusCode, &'static str);
 /// Claims the entry for a transport: the first request picks it, later ones must match.
 /// Returns whether this request was the first.
 pub(crate) fn claim_transport<E: Endpoint>(
+    registry: &Registry<E>,
     entry: &Entry<E>,
     kind: TransportKind,
 ) -> Result<bool, Refusal> {
@@ -137,6 +138,8 @@ pub(crate) fn claim_transport<E: Endpoint>(
     match st.transport {
         None => {
             st.transport = Some(kind);
+            drop(st);
+            registry.settle(entry);
             Ok(true)
         }
         Some(current) if current == kind => Ok(false),

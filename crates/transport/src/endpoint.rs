@@ -123,6 +123,12 @@ pub trait Session: Send + Sync + 'static {
     /// Bytes from the client: one WebSocket message or one POST body.
     fn receive(&self, data: &[u8]);
 
+    /// The client has completed its handshake; until then its POST bodies are held to
+    /// [`crate::TransportOptions::max_post_body_before_handshake`].
+    fn handshake_done(&self) -> bool {
+        true
+    }
+
     /// The transport could not read what the client sent (an oversized or malformed WebSocket
     /// frame). The session should close with `error` as its reason; the transport still
     /// writes what the session queues.

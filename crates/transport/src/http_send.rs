@@ -33,16 +33,28 @@ pub(crate) async fn send<E: Endpoint>(
         return plain(StatusCode::CONFLICT, "Another send request is in progress.");
     }
     let _release = ReleaseOnDrop(&entry.posting);
-    let body =
-        match axum::body::to_bytes(request.into_body(), transport.options.max_post_body).await {
-            Ok(body) => body,
-            Err(_) => {
-                return plain(
-                    StatusCode::BAD_REQUEST,
-                    "The request body could not be read or is too large.",
-                )
-            }
-        };
+    let limit = if entry.session.handshake_done() {
+        transport.options.max_post_body
+    } else {
+        transport.options.max_post_body_before_handshake
+    };
+    // A connection that ends (reaped, deleted, closed) abandons the read at once, so a peer
+    // that stalls mid-body holds nothing past its connection's life.
+    let body = tokio::select! {
+        body = axum::body::to_bytes(request.into_body(), limit) => body,
+        () = entry.ended() => {
+            return plain(StatusCode::NOT_FOUND, "No Connection with that ID");
+        }
+    };
+    let body = match body {
+        Ok(body) => body,
+        Err(_) => {
+            return plain(
+                StatusCode::BAD_REQUEST,
+                "The request body could not be read, took too long or is too large.",
+            )
+        }
+    };
     entry.session.receive(&body);
     StatusCode::OK.into_response()
 }

@@ -17,7 +17,7 @@ pub(crate) async fn poll<E: Endpoint>(
     transport: Arc<Transport<E>>,
     entry: Arc<Entry<E>>,
 ) -> Response {
-    let first = match claim_transport(&entry, TransportKind::LongPolling) {
+    let first = match claim_transport(&transport.registry, &entry, TransportKind::LongPolling) {
         Ok(first) => first,
         Err((status, message)) => {
             // A poll after the connection ended learns so with 204 and stops polling.

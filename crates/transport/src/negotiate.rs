@@ -25,6 +25,13 @@ pub(crate) async fn negotiate<E: Endpoint>(
             "Only POST requests are allowed.",
         );
     }
+    if transport.registry.unclaimed() >= transport.options.max_pending_negotiations {
+        metrics::counter!("pushwarden_negotiate_refused_total", "reason" => "pending").increment(1);
+        return plain(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Too many connections are being negotiated; try again later.",
+        );
+    }
     let info = request_info(&request);
     let principal = match transport.endpoint.authenticate(&info).await {
         Ok(p) => p,

@@ -15,6 +15,11 @@ pub struct TransportOptions {
     pub websocket_max_message: usize,
     /// Largest POST body accepted from SSE and long-polling clients.
     pub max_post_body: usize,
+    /// Largest POST body before the client's handshake is done: a handshake is tens of bytes,
+    /// and an unauthenticated peer (the anonymous hub) must not make us hold megabytes.
+    pub max_post_body_before_handshake: usize,
+    /// Negotiated connections no transport has claimed yet; past it negotiate answers 503.
+    pub max_pending_negotiations: usize,
     /// How long a negotiated connection without a transport, a long-polling connection between
     /// polls, or a dropped stateful WebSocket is kept (ASP.NET Core: 15 s).
     pub disconnect_timeout: Duration,
@@ -36,6 +41,8 @@ impl Default for TransportOptions {
             websocket_read_buffer: 256,
             websocket_max_message: 64 * 1024,
             max_post_body: 1024 * 1024,
+            max_post_body_before_handshake: 4096,
+            max_pending_negotiations: 10_000,
             disconnect_timeout: Duration::from_secs(15),
             long_poll_timeout: Duration::from_secs(90),
             send_timeout: Duration::from_secs(10),

@@ -4,7 +4,7 @@
 //! can address it again, so it is never entered here and costs nothing here.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -47,7 +47,11 @@ pub(crate) struct Entry<E: Endpoint> {
     pub poll_cancel: Notify,
     /// A POST is being processed (a second concurrent one gets 409).
     pub posting: AtomicBool,
+    /// No transport has claimed the connection yet (counted in [`Registry::unclaimed`]).
+    unclaimed: AtomicBool,
     closed: AtomicBool,
+    /// Wakes whatever waits on the connection (a POST's body read) when it ends.
+    ended: Notify,
 }
 
 impl<E: Endpoint> Entry<E> {
@@ -56,18 +60,34 @@ impl<E: Endpoint> Entry<E> {
         if !self.closed.swap(true, Ordering::AcqRel) {
             self.session.outbox().close(None, true);
             self.session.closed();
+            self.ended.notify_waiters();
         }
+    }
+
+    /// Completes once the connection has ended.
+    pub async fn ended(&self) {
+        let notified = self.ended.notified();
+        tokio::pin!(notified);
+        // Register before looking, so that an end between the look and the wait counts.
+        notified.as_mut().enable();
+        if self.closed.load(Ordering::Acquire) {
+            return;
+        }
+        notified.await;
     }
 }
 
 pub(crate) struct Registry<E: Endpoint> {
     entries: Mutex<HashMap<Arc<str>, Arc<Entry<E>>>>,
+    /// Entries no transport has claimed yet: what a flood of negotiates would grow.
+    unclaimed: AtomicUsize,
 }
 
 impl<E: Endpoint> Registry<E> {
     pub fn new() -> Self {
         Self {
             entries: Mutex::new(HashMap::new()),
+            unclaimed: AtomicUsize::new(0),
         }
     }
 
@@ -92,10 +112,25 @@ impl<E: Endpoint> Registry<E> {
             }),
             poll_cancel: Notify::new(),
             posting: AtomicBool::new(false),
+            unclaimed: AtomicBool::new(true),
             closed: AtomicBool::new(false),
+            ended: Notify::new(),
         });
+        self.unclaimed.fetch_add(1, Ordering::AcqRel);
         self.entries.lock().insert(token, entry.clone());
         entry
+    }
+
+    /// Negotiated connections no transport has claimed yet.
+    pub fn unclaimed(&self) -> usize {
+        self.unclaimed.load(Ordering::Acquire)
+    }
+
+    /// The entry is claimed by a transport, or gone: it no longer counts as unclaimed.
+    pub fn settle(&self, entry: &Entry<E>) {
+        if entry.unclaimed.swap(false, Ordering::AcqRel) {
+            self.unclaimed.fetch_sub(1, Ordering::AcqRel);
+        }
     }
 
     pub fn get(&self, token: &str) -> Option<Arc<Entry<E>>> {
@@ -105,6 +140,7 @@ impl<E: Endpoint> Registry<E> {
     /// Ends a connection: forgets its token and closes its session.
     pub fn remove(&self, entry: &Entry<E>) {
         self.entries.lock().remove(&entry.token);
+        self.settle(entry);
         entry.close_session();
     }
 

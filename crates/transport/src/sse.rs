@@ -14,7 +14,7 @@ use crate::registry::Entry;
 use crate::Transport;
 
 pub(crate) fn stream<E: Endpoint>(transport: Arc<Transport<E>>, entry: Arc<Entry<E>>) -> Response {
-    match claim_transport(&entry, TransportKind::ServerSentEvents) {
+    match claim_transport(&transport.registry, &entry, TransportKind::ServerSentEvents) {
         Ok(true) => {}
         // One event stream per connection, for its whole life.
         Ok(false) => {

@@ -87,7 +87,7 @@ pub(crate) fn accept_existing<E: Endpoint>(
     upgrade: Upgrade,
     entry: Arc<Entry<E>>,
 ) -> Response {
-    let first = match claim_transport(&entry, TransportKind::WebSockets) {
+    let first = match claim_transport(&transport.registry, &entry, TransportKind::WebSockets) {
         Ok(first) => first,
         Err((status, message)) => return plain(status, message),
     };

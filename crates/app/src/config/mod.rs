@@ -37,8 +37,10 @@ pub struct Config {
     pub relay: RelayConfig,
     pub upstream: UpstreamConfig,
     pub tls: TlsConfig,
+    pub limits: LimitsConfig,
     #[serde(with = "humantime_serde")]
     pub shutdown_timeout: Duration,
+    pub metrics_token: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
@@ -248,6 +250,45 @@ pub struct TlsConfig {
     pub key_file: Option<PathBuf>,
 }
 
+/// What one peer may make the service hold: connections, time, rate. A peer is its IP address,
+/// or the address a trusted proxy forwards for it.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Open connections in all; 0 sizes it from the open-file limit.
+    pub max_connections: usize,
+    /// Open connections from one address; 0 is a quarter of `max_connections`.
+    pub max_connections_per_ip: usize,
+    #[serde(with = "humantime_serde")]
+    pub header_read_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    pub body_read_timeout: Duration,
+    /// Comma-separated addresses or CIDR blocks whose `X-Forwarded-For`/`Forwarded` is believed.
+    pub trusted_proxies: String,
+    pub negotiates_per_minute: u32,
+    pub connects_per_minute: u32,
+    pub anonymous_connects_per_minute: u32,
+    pub token_failures_per_minute: u32,
+    pub max_pending_negotiations: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            max_connections: 0,
+            max_connections_per_ip: 0,
+            header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(10),
+            trusted_proxies: "127.0.0.0/8,::1".into(),
+            negotiates_per_minute: 120,
+            connects_per_minute: 600,
+            anonymous_connects_per_minute: 60,
+            token_failures_per_minute: 10,
+            max_pending_negotiations: 10_000,
+        }
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Self {
@@ -266,7 +307,9 @@ impl Default for Config {
             relay: RelayConfig::default(),
             upstream: UpstreamConfig::default(),
             tls: TlsConfig::default(),
+            limits: LimitsConfig::default(),
             shutdown_timeout: Duration::from_secs(10),
+            metrics_token: None,
         }
     }
 }
@@ -337,9 +380,25 @@ impl Config {
             ("push.retry_base", self.push.retry_base),
             ("push.retry_max", self.push.retry_max),
             ("relay.token_lifetime", self.relay.token_lifetime),
+            (
+                "limits.header_read_timeout",
+                self.limits.header_read_timeout,
+            ),
+            ("limits.body_read_timeout", self.limits.body_read_timeout),
         ] {
             if d.is_zero() {
                 problems.push(format!("{} must be greater than zero", named(key)));
+            }
+        }
+        if let Err(e) = crate::edge::TrustedProxies::parse(&self.limits.trusted_proxies) {
+            problems.push(format!("{}: {e}", named("limits.trusted_proxies")));
+        }
+        if let Some(token) = &self.metrics_token {
+            if token.len() < 16 {
+                problems.push(format!(
+                    "{} must be at least 16 characters",
+                    named("metrics_token")
+                ));
             }
         }
         problems

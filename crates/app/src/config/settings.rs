@@ -146,6 +146,11 @@ pub const SECTIONS: &[(&str, &str)] = &[
         "tls",
         "HTTPS without a reverse proxy (Vaultwarden accepts only https relay URIs).",
     ),
+    (
+        "limits",
+        "What one peer may make the service hold: connections, time and requests. A peer is its \
+         IP address, or the address a trusted proxy forwards for it; 0 turns a rate limit off.",
+    ),
 ];
 
 use Kind::{Addr, Bool, Count, Duration, Path, Text, Url};
@@ -189,6 +194,15 @@ pub const SETTINGS: &[Setting] = &[
         "how long a graceful shutdown waits for clients",
     )
     .default("10s"),
+    Setting::new(
+        "metrics_token",
+        "PUSHWARDEN_METRICS_TOKEN",
+        Text,
+        "bearer token for `/metrics` and `/health`'s details (Prometheus `authorization`)",
+    )
+    .unset("served only to loopback peers")
+    .example("a-long-random-string")
+    .secret(),
     // [jwt]
     Setting::new(
         "jwt.hs256_secret",
@@ -563,6 +577,77 @@ pub const SETTINGS: &[Setting] = &[
         "its PEM private key",
     )
     .example("/etc/pushwarden/privkey.pem"),
+    // [limits]
+    Setting::new(
+        "limits.max_connections",
+        "PUSHWARDEN_MAX_CONNECTIONS",
+        USIZE,
+        "open connections in all (0: the open-file limit less a reserve); past it, 503 and close",
+    )
+    .default("0"),
+    Setting::new(
+        "limits.max_connections_per_ip",
+        "PUSHWARDEN_MAX_CONNECTIONS_PER_IP",
+        USIZE,
+        "open connections from one address (0: a quarter of the total); trusted proxies exempt",
+    )
+    .default("0"),
+    Setting::new(
+        "limits.header_read_timeout",
+        "PUSHWARDEN_HEADER_READ_TIMEOUT",
+        Duration,
+        "time to send a request's headers, the TLS handshake, and between keep-alive requests",
+    )
+    .default("10s"),
+    Setting::new(
+        "limits.body_read_timeout",
+        "PUSHWARDEN_BODY_READ_TIMEOUT",
+        Duration,
+        "time to send a whole request body",
+    )
+    .default("10s"),
+    Setting::new(
+        "limits.trusted_proxies",
+        "PUSHWARDEN_TRUSTED_PROXIES",
+        Text,
+        "addresses or CIDR blocks, comma-separated, whose X-Forwarded-For/Forwarded is believed; `none`",
+    )
+    .default("127.0.0.0/8,::1"),
+    Setting::new(
+        "limits.negotiates_per_minute",
+        "PUSHWARDEN_NEGOTIATES_PER_MINUTE",
+        U32,
+        "negotiate requests per peer per minute, both hubs",
+    )
+    .default("120"),
+    Setting::new(
+        "limits.connects_per_minute",
+        "PUSHWARDEN_CONNECTS_PER_MINUTE",
+        U32,
+        "WebSocket connects to `/hub` per peer per minute",
+    )
+    .default("600"),
+    Setting::new(
+        "limits.anonymous_connects_per_minute",
+        "PUSHWARDEN_ANONYMOUS_CONNECTS_PER_MINUTE",
+        U32,
+        "WebSocket connects to `/anonymous-hub` per peer per minute",
+    )
+    .default("60"),
+    Setting::new(
+        "limits.token_failures_per_minute",
+        "PUSHWARDEN_TOKEN_FAILURES_PER_MINUTE",
+        U32,
+        "failed `/connect/token` attempts per peer per minute, then 429 for that peer only",
+    )
+    .default("10"),
+    Setting::new(
+        "limits.max_pending_negotiations",
+        "PUSHWARDEN_MAX_PENDING_NEGOTIATIONS",
+        USIZE,
+        "negotiated connections not yet claimed by a transport, per hub; past it negotiate gets 503",
+    )
+    .default("10000"),
 ];
 
 /// The setting with this TOML key.

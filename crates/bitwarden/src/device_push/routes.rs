@@ -4,10 +4,10 @@
 
 use std::sync::Arc;
 
+use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::Json;
-use bytes::Bytes;
 use pushwarden_auth::{token_from_request, AuthError};
 use serde_json::{json, Value};
 
@@ -16,7 +16,7 @@ use pushwarden_model::{
 };
 
 use super::models::{parse_object, parse_registration, parse_send, parse_update, required_string};
-use crate::edge::ApiError;
+use crate::edge::{read_body, ApiError};
 use crate::notification::normalize_id;
 use crate::relay::{Caller, InstallationTokens, RateLimits};
 use crate::send::SendAuthorizer;
@@ -100,11 +100,13 @@ impl RelayAccess {
             }
             Some(_) => {}
         }
-        metrics::counter!("pushwarden_relay_requests_total", "installation" => installation.clone(), "endpoint" => endpoint)
-            .increment(1);
+        // Installation ids are not metric labels: `/metrics` may be scraped by others, and a
+        // label per installation would grow without bound. The logs name them.
+        metrics::counter!("pushwarden_relay_requests_total", "endpoint" => endpoint).increment(1);
         if let Err(wait) = self.limits.request(&installation) {
-            metrics::counter!("pushwarden_relay_rate_limited_total", "kind" => "requests", "installation" => installation.clone())
+            metrics::counter!("pushwarden_relay_rate_limited_total", "kind" => "requests")
                 .increment(1);
+            tracing::info!(installation = %installation, endpoint, "relay request over the installation's rate");
             return Err(ApiError::rate_limited("requests per minute", wait));
         }
         Ok(Caller::Installation(installation))
@@ -175,9 +177,10 @@ fn relayed_target(caller: &Caller, mut target: DeviceTarget) -> Result<DeviceTar
 pub async fn register(
     State(state): State<Arc<PushApiState>>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Result<Json<Value>, ApiError> {
     let caller = state.caller(&headers, "register").await?;
+    let body = read_body(body, MAX_PUSH_API_BODY).await?;
     let device = parse_registration(&body)
         .and_then(|d| relayed_registration(&caller, d))
         .map_err(failed("register"))?;
@@ -199,9 +202,10 @@ pub async fn register(
 pub async fn delete(
     State(state): State<Arc<PushApiState>>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Result<Json<Value>, ApiError> {
     let caller = state.caller(&headers, "delete").await?;
+    let body = read_body(body, MAX_PUSH_API_BODY).await?;
     let id = parse_object(&body)
         .and_then(|m| required_string(&m, "id"))
         .map_err(failed("delete"))?;
@@ -240,24 +244,24 @@ async fn delete_device(
 pub async fn add_organization(
     State(state): State<Arc<PushApiState>>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Result<Json<Value>, ApiError> {
-    update_organization(&state, &headers, &body, true).await
+    update_organization(&state, &headers, body, true).await
 }
 
 /// `PUT /push/delete-organization`.
 pub async fn delete_organization(
     State(state): State<Arc<PushApiState>>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Result<Json<Value>, ApiError> {
-    update_organization(&state, &headers, &body, false).await
+    update_organization(&state, &headers, body, false).await
 }
 
 async fn update_organization(
     state: &PushApiState,
     headers: &HeaderMap,
-    body: &[u8],
+    body: Body,
     add: bool,
 ) -> Result<Json<Value>, ApiError> {
     let endpoint = if add {
@@ -266,7 +270,8 @@ async fn update_organization(
         "delete-organization"
     };
     let caller = state.caller(headers, endpoint).await?;
-    let (devices, org) = parse_update(body).map_err(failed(endpoint))?;
+    let body = read_body(body, MAX_PUSH_API_BODY).await?;
+    let (devices, org) = parse_update(&body).map_err(failed(endpoint))?;
     let devices = devices.iter().map(|d| caller.prefix(d)).collect();
     let org = caller.prefix(&org);
     let changed = if add {
@@ -282,16 +287,18 @@ async fn update_organization(
 pub async fn send(
     State(state): State<Arc<PushApiState>>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Result<Json<Value>, ApiError> {
     let caller = state.caller(&headers, "send").await?;
+    let body = read_body(body, MAX_PUSH_API_BODY).await?;
     let (target, message) = parse_send(&body)
         .and_then(|(t, m)| Ok((relayed_target(&caller, t)?, m)))
         .map_err(failed("send"))?;
     if let (Some(relay), Some(installation)) = (&state.relay, caller.installation()) {
         if let Err(wait) = relay.limits.push(installation) {
-            metrics::counter!("pushwarden_relay_rate_limited_total", "kind" => "pushes", "installation" => installation.to_owned())
+            metrics::counter!("pushwarden_relay_rate_limited_total", "kind" => "pushes")
                 .increment(1);
+            tracing::info!(installation = %installation, "relay push over the installation's rate");
             return Err(ApiError::rate_limited("pushes per minute", wait));
         }
     }
@@ -301,8 +308,8 @@ pub async fn send(
         .await
         .map_err(failed("send"))?;
     if let Some(installation) = caller.installation() {
-        metrics::counter!("pushwarden_relay_pushes_total", "installation" => installation.to_owned())
-            .increment(queued);
+        metrics::counter!("pushwarden_relay_pushes_total").increment(queued);
+        tracing::debug!(installation = %installation, queued, "relay push queued");
     }
     Ok(Json(json!({ "queued": queued })))
 }
@@ -510,7 +517,7 @@ mod tests {
         let Json(answer) = register(
             State(state.clone()),
             bearer(&token),
-            Bytes::from(body.to_string()),
+            Body::from(body.to_string()),
         )
         .await
         .expect("registered");
@@ -522,13 +529,9 @@ mod tests {
             gateway.registered.lock().expect("lock")[0].owner.as_deref(),
             Some(ENABLED)
         );
-        let refused = register(
-            State(state.clone()),
-            bearer(&token),
-            Bytes::from_static(b"[]"),
-        )
-        .await
-        .expect_err("not an object");
+        let refused = register(State(state.clone()), bearer(&token), Body::from("[]"))
+            .await
+            .expect_err("not an object");
         assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
         let down = delete_by_path(
             State(state.clone()),

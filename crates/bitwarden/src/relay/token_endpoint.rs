@@ -4,12 +4,12 @@
 
 use std::sync::Arc;
 
+use axum::body::Body;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::IntoResponse;
 use axum::Json;
 use base64::Engine;
-use bytes::Bytes;
 use http::header;
 
 use pushwarden_model::{InstallationDirectory, SecretVerdict};
@@ -24,6 +24,9 @@ pub struct TokenEndpointState {
     pub directory: Arc<dyn InstallationDirectory>,
     pub limits: Arc<RateLimits>,
 }
+
+/// Largest `/connect/token` form accepted.
+pub const MAX_TOKEN_BODY: usize = 16 * 1024;
 
 /// Client credentials from HTTP Basic, both parts form-urlencoded
 /// (<https://www.rfc-editor.org/rfc/rfc6749#section-2.3.1>).
@@ -49,8 +52,11 @@ fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
 pub async fn token(
     State(state): State<Arc<TokenEndpointState>>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Result<impl IntoResponse, ApiError> {
+    // Credentials may be in the body, so it is read before they are checked; it is small and
+    // its time is bounded where the service is served.
+    let body = crate::edge::read_body(body, MAX_TOKEN_BODY).await?;
     let form: Vec<(String, String)> = form_urlencoded::parse(&body)
         .map(|(k, v)| (k.into_owned(), v.into_owned()))
         .collect();
@@ -106,10 +112,6 @@ pub async fn token(
         tracing::info!(installation = %installation, "token refused: unknown or disabled installation");
         return Err(ApiError::oauth(bad_client, "invalid client credentials"));
     }
-    if let Err(wait) = state.limits.request(&format!("token:{installation}")) {
-        metrics::counter!("pushwarden_relay_rate_limited_total", "kind" => "token").increment(1);
-        return Err(ApiError::rate_limited("token requests", wait));
-    }
     // Scopes asked for must all be granted; none asked means the client's default.
     let scope = param("scope").unwrap_or(PUSH_SCOPE);
     if scope.split_whitespace().any(|s| s != PUSH_SCOPE) {
@@ -136,6 +138,13 @@ pub async fn token(
             return Err(ApiError::oauth(bad_client, "invalid client credentials"));
         }
     };
+    // Charged only once the secret is right: failures are budgeted per source address (by the
+    // service's edge), so an outsider with a wrong secret cannot spend a real installation's
+    // budget and lock it out.
+    if let Err(wait) = state.limits.request(&format!("token:{installation}")) {
+        metrics::counter!("pushwarden_relay_rate_limited_total", "kind" => "token").increment(1);
+        return Err(ApiError::rate_limited("token requests", wait));
+    }
     let access_token = state
         .tokens
         .mint(&installation, key_generation)
@@ -232,7 +241,7 @@ mod tests {
                 HeaderValue::from_str(&format!("Basic {value}")).expect("header"),
             );
         }
-        let response: Response = token(state, headers, Bytes::from(form.to_owned()))
+        let response: Response = token(state, headers, Body::from(form.to_owned()))
             .await
             .into_response();
         let (parts, body) = response.into_parts();
@@ -316,18 +325,24 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn too_many_token_requests_wait() {
+    async fn wrong_secrets_do_not_spend_the_installations_budget() {
         let state = state(false);
-        let form = format!(
+        let wrong = format!(
             "grant_type=client_credentials&client_id=installation.{ID}&client_secret=wrong"
         );
-        for _ in 0..2 {
+        for _ in 0..5 {
             assert_eq!(
-                ask(state.clone(), None, &form).await.0,
+                ask(state.clone(), None, &wrong).await.0,
                 StatusCode::BAD_REQUEST
             );
         }
-        let (status, body, headers) = ask(state, None, &form).await;
+        let right =
+            format!("grant_type=client_credentials&client_id=installation.{ID}&client_secret=key");
+        for _ in 0..2 {
+            let (status, body, _) = ask(state.clone(), None, &right).await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+        }
+        let (status, body, headers) = ask(state, None, &right).await;
         assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
         assert_eq!(body["error"], "rate limit exceeded: token requests");
         assert!(headers.contains_key(header::RETRY_AFTER));

@@ -103,6 +103,40 @@ impl Target {
         target
     }
 
+    /// The same, serving HTTPS with this certificate and key.
+    async fn start_tls(cert: &std::path::Path, key: &std::path::Path) -> Target {
+        let port = spare_port();
+        let data_dir = common::fresh_data_dir();
+        let mut env = base_env(&data_dir, port);
+        env.push((
+            "PUSHWARDEN_TLS_CERT_FILE".into(),
+            cert.display().to_string(),
+        ));
+        env.push(("PUSHWARDEN_TLS_KEY_FILE".into(), key.display().to_string()));
+        let child = Command::new("sh")
+            .arg("-c")
+            .arg("ulimit -n 256 && exec \"$0\" serve")
+            .arg(env!("CARGO_BIN_EXE_pushwarden"))
+            .env_clear()
+            .envs(env)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("pushwarden serve");
+        let target = Target {
+            child,
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            data_dir,
+        };
+        // Up once it accepts TCP (a plain /alive cannot answer on the TLS port).
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while target.connect_from(LEGITIMATE).await.is_err() {
+            assert!(Instant::now() < deadline, "the server did not come up");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        target
+    }
+
     fn rss_kb(&self) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
             .expect("/proc status");
@@ -674,4 +708,113 @@ async fn unclaimed_negotiations_are_capped() {
     assert_eq!(status, 200);
     assert!(negotiate_anonymous(&target, LEGITIMATE).await.is_ok());
     assert_eq!(negotiate_anonymous(&target, LEGITIMATE).await, Err(503));
+}
+
+/// A POST stalled mid-body ends when its connection is reaped, before its body timeout: what
+/// the reaper ends holds nothing.
+#[tokio::test]
+async fn a_reaped_connection_abandons_its_stalled_post() {
+    let target = Target::start(&[
+        ("PUSHWARDEN_DISCONNECT_TIMEOUT", "1s"),
+        ("PUSHWARDEN_BODY_READ_TIMEOUT", "30s"),
+    ])
+    .await;
+    let token = negotiate_anonymous(&target, ATTACKER)
+        .await
+        .expect("negotiate");
+    // The first poll claims the connection for long polling and answers at once; no other
+    // poll follows, so the reaper ends the connection after the disconnect timeout.
+    let (status, _) = target
+        .request_from(
+            ATTACKER,
+            &format!(
+                "GET /notifications/anonymous-hub?id={token}&Token=t HTTP/1.1\r\nhost: x\r\n\
+                 connection: close\r\n\r\n"
+            ),
+        )
+        .await
+        .expect("poll");
+    assert_eq!(status, 200);
+    let mut s = target.connect_from(ATTACKER).await.expect("connect");
+    let head = format!(
+        "POST /notifications/anonymous-hub?id={token}&Token=t HTTP/1.1\r\nhost: x\r\n\
+         content-length: 2000\r\n\r\n"
+    );
+    s.write_all(head.as_bytes()).await.expect("write");
+    s.write_all(&[b'x'; 100]).await.expect("write");
+    let (status, t) = outcome(s, Duration::from_secs(10))
+        .await
+        .expect("the stalled POST is answered");
+    assert_eq!(status, 404);
+    assert!(t < Duration::from_secs(5), "answered after {t:?}");
+}
+
+/// Writes `contents` to `path`, readable by its owner only (as key files must be).
+fn write_private(path: &std::path::Path, contents: &str) {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .expect("create");
+    f.write_all(contents.as_bytes()).expect("write");
+}
+
+/// Row 3 over TLS: a socket that never starts its handshake, and one that completes it and
+/// then drips its headers. Before: both still open after 45–60 s.
+#[tokio::test]
+async fn tls_handshakes_and_headers_are_timed_too() {
+    use tokio_rustls::rustls;
+    let certified =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).expect("certificate");
+    let keys = common::fresh_data_dir();
+    std::fs::create_dir_all(&keys).expect("dir");
+    let (cert_file, key_file) = (keys.join("cert.pem"), keys.join("key.pem"));
+    write_private(&cert_file, &certified.cert.pem());
+    write_private(&key_file, &certified.signing_key.serialize_pem());
+    let target = Target::start_tls(&cert_file, &key_file).await;
+
+    let silent = target.connect_from(ATTACKER).await.expect("connect");
+    let silent = tokio::spawn(outcome(silent, Duration::from_secs(10)));
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(certified.cert.der().clone()).expect("root");
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("versions")
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let tcp = target.connect_from(ATTACKER).await.expect("connect");
+    let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
+    let mut tls = connector.connect(name, tcp).await.expect("handshake");
+    let started = Instant::now();
+    let drip = async {
+        for b in b"GET /alive HTTP/1.1\r\nhost: localhost\r\n\r\n" {
+            tls.write_all(&[*b]).await?;
+            tls.flush().await?;
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        Ok::<_, std::io::Error>(())
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(10), drip).await;
+    let mut rest = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), tls.read_to_end(&mut rest)).await;
+    let dripped = started.elapsed();
+    let (_, silent_for) = silent
+        .await
+        .expect("task")
+        .expect("the silent socket is closed");
+    eprintln!("row 3 (TLS): silent socket closed after {silent_for:?}, drip-fed headers after {dripped:?}");
+    assert!(
+        silent_for < TIMEOUT + Duration::from_secs(2),
+        "{silent_for:?}"
+    );
+    assert!(dripped < TIMEOUT + Duration::from_secs(2), "{dripped:?}");
+    assert!(!String::from_utf8_lossy(&rest).starts_with("HTTP/1.1 200"));
+    let _ = std::fs::remove_dir_all(&keys);
 }

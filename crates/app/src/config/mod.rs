@@ -279,7 +279,8 @@ impl Default for LimitsConfig {
             max_connections_per_ip: 0,
             header_read_timeout: Duration::from_secs(10),
             body_read_timeout: Duration::from_secs(10),
-            trusted_proxies: "127.0.0.0/8,::1".into(),
+            trusted_proxies: "127.0.0.0/8,::1,10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,fc00::/7"
+                .into(),
             negotiates_per_minute: 120,
             connects_per_minute: 600,
             anonymous_connects_per_minute: 60,

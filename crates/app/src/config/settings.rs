@@ -610,9 +610,9 @@ pub const SETTINGS: &[Setting] = &[
         "limits.trusted_proxies",
         "PUSHWARDEN_TRUSTED_PROXIES",
         Text,
-        "addresses or CIDR blocks, comma-separated, whose X-Forwarded-For/Forwarded is believed; `none`",
+        "whose X-Forwarded-For/Forwarded is believed (loopback and private networks: a proxy on this host or in a container network); `none`",
     )
-    .default("127.0.0.0/8,::1"),
+    .default("127.0.0.0/8,::1,10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,fc00::/7"),
     Setting::new(
         "limits.negotiates_per_minute",
         "PUSHWARDEN_NEGOTIATES_PER_MINUTE",

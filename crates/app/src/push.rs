@@ -146,6 +146,7 @@ pub async fn build(config: &Config) -> Result<PushService> {
         fcm: fcm(config)?,
         webpush: webpush(config)?,
         allow_private_endpoints: config.push.allow_private_endpoints,
+        ..ProvidersConfig::default()
     })
     .context("push providers")?;
     let url = config.database_url();

@@ -4,6 +4,7 @@
 //! - [`fcm`]: Firebase Cloud Messaging HTTP v1, service-account OAuth, data messages.
 //! - [`webpush`]: Web Push and UnifiedPush, RFC 8291 encryption and RFC 8292 VAPID.
 //! - [`providers`]: the configured providers behind one call.
+//! - [`ssrf`]: the addresses a user-supplied endpoint may not reach, before and after DNS.
 //! - [`outcome`]: every provider's answer phrased as what the queue does next.
 //! - [`health`]: each provider's configuration error, for logs and `/health`.
 //! - [`clock`]: the time the token caches read, which tests move by hand.
@@ -30,6 +31,7 @@ pub mod outcome;
 pub mod providers;
 pub mod registration;
 pub mod service;
+pub mod ssrf;
 pub mod store;
 pub mod upstream;
 pub mod webpush;

@@ -1,6 +1,7 @@
 //! The configured providers behind one call: deliver this push to that device.
 
-use std::net::SocketAddr;
+use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -11,6 +12,7 @@ use crate::apns::{self, ApnsClient, ApnsConfig, Environment, SendOptions};
 use crate::fcm::{self, FcmClient, ServiceAccount};
 use crate::outcome::Outcome;
 use crate::registration::{Channel, Platform, Provider};
+use crate::ssrf::GuardedResolver;
 use crate::store::ClaimedDevice;
 use crate::webpush::{self, Subscription, Urgency, VapidKey};
 
@@ -32,6 +34,8 @@ pub struct ProvidersConfig {
     pub webpush: Option<WebPushConfig>,
     /// Lifts the SSRF guard on Web Push endpoints (tests, LAN distributors).
     pub allow_private_endpoints: bool,
+    /// Names Web Push endpoints resolve to without DNS (tests); the guard still applies.
+    pub resolve_overrides: HashMap<String, Vec<IpAddr>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -65,18 +69,22 @@ impl Providers {
             .map(|(account, endpoint)| FcmClient::new(account, endpoint))
             .transpose()?;
         let allow_private = config.allow_private_endpoints;
+        let config_overrides = config.resolve_overrides;
         let webpush = match config.webpush {
             None => None,
             Some(config) => {
-                let mut builder = reqwest::Client::builder()
+                let builder = reqwest::Client::builder()
                     // A redirect would sidestep the endpoint check; UnifiedPush forbids them.
                     .redirect(reqwest::redirect::Policy::none())
                     .connect_timeout(Duration::from_secs(10))
                     .timeout(Duration::from_secs(30))
-                    .pool_idle_timeout(Duration::from_secs(90));
-                if !allow_private {
-                    builder = builder.dns_resolver(Arc::new(PublicOnlyResolver));
-                }
+                    .pool_idle_timeout(Duration::from_secs(90))
+                    // Every resolved address passes the SSRF guard: the URL check sees only
+                    // literal IPs, not where a name points.
+                    .dns_resolver(Arc::new(GuardedResolver::new(
+                        config_overrides,
+                        allow_private,
+                    )));
                 Some(WebPushSender {
                     client: builder.build()?,
                     config,
@@ -257,29 +265,6 @@ fn not_configured(provider: Provider) -> Outcome {
     }
 }
 
-/// Resolves names for Web Push and refuses private addresses, so a hostname that points into
-/// the operator's network cannot be used to reach it (the URL check sees only literal IPs).
-struct PublicOnlyResolver;
-
-impl reqwest::dns::Resolve for PublicOnlyResolver {
-    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
-        let host = name.as_str().to_owned();
-        Box::pin(async move {
-            let resolved: Vec<SocketAddr> =
-                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
-            let public: Vec<SocketAddr> = resolved
-                .into_iter()
-                .filter(|a| !webpush::is_private_ip(a.ip()))
-                .collect();
-            if public.is_empty() {
-                return Err(format!("{host} resolves only to private addresses").into());
-            }
-            let addrs: reqwest::dns::Addrs = Box::new(public.into_iter());
-            Ok(addrs)
-        })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -309,8 +294,8 @@ mod tests {
             .await
             .expect_err("a private address must be refused");
         assert!(
-            format!("{refused:?}").contains("private addresses"),
-            "{refused:?}"
+            crate::ssrf::refused_in(&refused).is_some(),
+            "the guard refused it: {refused:?}"
         );
         // With private endpoints allowed the same request reaches the listener.
         let open = Providers::new(ProvidersConfig {

@@ -311,6 +311,17 @@ fn ssrf_guard() {
         "https://localhost/x",
         "https://LOCALHOST./x",
         "https://foo.localhost/x",
+        // Issue 13, row 8: special-purpose ranges and IPv6 forms embedding IPv4.
+        "https://[::7f00:1]/x",
+        "https://[64:ff9b::7f00:1]/x",
+        "https://[2002:7f00:1::1]/x",
+        "https://[::ffff:0:7f00:1]/x",
+        "https://[fec0::1]/x",
+        "https://[100::1]/x",
+        "https://198.18.0.1/x",
+        "https://192.0.0.1/x",
+        "https://240.0.0.1/x",
+        "https://192.0.2.1/x",
     ];
     for u in refused {
         let url = Url::parse(u).expect(u);

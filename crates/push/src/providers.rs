@@ -12,7 +12,7 @@ use crate::apns::{self, ApnsClient, ApnsConfig, Environment, SendOptions};
 use crate::fcm::{self, FcmClient, ServiceAccount};
 use crate::outcome::Outcome;
 use crate::registration::{Channel, Platform, Provider};
-use crate::ssrf::GuardedResolver;
+use crate::ssrf::{CheckError, GuardedResolver};
 use crate::store::ClaimedDevice;
 use crate::webpush::{self, Subscription, Urgency, VapidKey};
 
@@ -36,6 +36,31 @@ pub struct ProvidersConfig {
     pub allow_private_endpoints: bool,
     /// Names Web Push endpoints resolve to without DNS (tests); the guard still applies.
     pub resolve_overrides: HashMap<String, Vec<IpAddr>>,
+    /// Every provider connects through this HTTP(S) proxy. Unset, none is used: `HTTPS_PROXY`
+    /// and the like in the environment are ignored.
+    pub proxy: Option<Url>,
+    pub webpush_limits: WebPushLimits,
+}
+
+/// How long a Web Push request may take, and how many may be in flight to one endpoint origin.
+/// Endpoints are user-supplied, so these are short.
+#[derive(Clone, Copy, Debug)]
+pub struct WebPushLimits {
+    pub connect_timeout: Duration,
+    /// The whole request: connect, send, answer and the (capped) body.
+    pub timeout: Duration,
+    /// Pushes in flight to one origin (scheme, host, port); more wait in the queue.
+    pub origin_concurrency: usize,
+}
+
+impl Default for WebPushLimits {
+    fn default() -> Self {
+        Self {
+            connect_timeout: Duration::from_secs(5),
+            timeout: Duration::from_secs(15),
+            origin_concurrency: 16,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -44,13 +69,15 @@ pub enum ProviderError {
     Apns(#[from] apns::ApnsError),
     #[error("FCM: {0}")]
     Fcm(#[from] fcm::FcmError),
-    #[error("Web Push HTTP client: {0}")]
+    #[error("HTTP client: {0}")]
     WebPushClient(#[from] reqwest::Error),
 }
 
 struct WebPushSender {
     client: reqwest::Client,
     config: WebPushConfig,
+    /// Requests go through a configured proxy, which resolves endpoint names itself.
+    proxied: bool,
 }
 
 /// The providers, ready to send.
@@ -59,35 +86,58 @@ pub struct Providers {
     fcm: Option<FcmClient>,
     webpush: Option<WebPushSender>,
     allow_private_endpoints: bool,
+    /// Endpoint names checked before a proxied Web Push request.
+    resolver: GuardedResolver,
 }
 
 impl Providers {
     pub fn new(config: ProvidersConfig) -> Result<Self, ProviderError> {
-        let apns = config.apns.map(ApnsClient::new).transpose()?;
+        let proxy = config.proxy.as_ref();
+        let apns = config
+            .apns
+            .map(|c| {
+                let client = ApnsClient::new(c)?;
+                match proxy {
+                    Some(p) => client.with_proxy(p),
+                    None => Ok(client),
+                }
+            })
+            .transpose()?;
         let fcm = config
             .fcm
-            .map(|(account, endpoint)| FcmClient::new(account, endpoint))
+            .map(|(account, endpoint)| {
+                let client = FcmClient::new(account, endpoint)?;
+                match proxy {
+                    Some(p) => client.with_proxy(p),
+                    None => Ok(client),
+                }
+            })
             .transpose()?;
         let allow_private = config.allow_private_endpoints;
-        let config_overrides = config.resolve_overrides;
+        let resolver = GuardedResolver::new(config.resolve_overrides, allow_private);
+        let limits = config.webpush_limits;
         let webpush = match config.webpush {
             None => None,
-            Some(config) => {
-                let builder = reqwest::Client::builder()
+            Some(webpush) => {
+                let mut builder = crate::outbound::client_builder(proxy)?
                     // A redirect would sidestep the endpoint check; UnifiedPush forbids them.
                     .redirect(reqwest::redirect::Policy::none())
-                    .connect_timeout(Duration::from_secs(10))
-                    .timeout(Duration::from_secs(30))
-                    .pool_idle_timeout(Duration::from_secs(90))
-                    // Every resolved address passes the SSRF guard: the URL check sees only
-                    // literal IPs, not where a name points.
-                    .dns_resolver(Arc::new(GuardedResolver::new(
-                        config_overrides,
-                        allow_private,
-                    )));
+                    // Endpoints are user-supplied: a slow or silent one holds a slot only
+                    // this long.
+                    .connect_timeout(limits.connect_timeout)
+                    .timeout(limits.timeout)
+                    .pool_idle_timeout(Duration::from_secs(90));
+                // Directly, every resolved address passes the SSRF guard (the URL check sees
+                // only literal IPs, not where a name points). Through a proxy the only name
+                // resolved here is the proxy's, which the operator chose and may well be
+                // private; the endpoint's name is checked before each request instead.
+                if proxy.is_none() {
+                    builder = builder.dns_resolver(Arc::new(resolver.clone()));
+                }
                 Some(WebPushSender {
                     client: builder.build()?,
-                    config,
+                    config: webpush,
+                    proxied: proxy.is_some(),
                 })
             }
         };
@@ -96,6 +146,7 @@ impl Providers {
             fcm,
             webpush,
             allow_private_endpoints: allow_private,
+            resolver,
         })
     }
 
@@ -106,6 +157,7 @@ impl Providers {
             fcm: None,
             webpush: None,
             allow_private_endpoints: false,
+            resolver: GuardedResolver::default(),
         }
     }
 
@@ -232,10 +284,39 @@ impl Providers {
             ttl,
             urgency,
         ) {
-            Ok(request) => webpush::send(&sender.client, &request).await.into(),
+            Ok(request) => {
+                if sender.proxied {
+                    if let Err(outcome) = self.check_proxied(&request.endpoint).await {
+                        return outcome;
+                    }
+                }
+                webpush::send(&sender.client, &request).await.into()
+            }
             Err(e) => Outcome::Rejected {
                 reason: format!("Web Push: {e}"),
             },
+        }
+    }
+}
+
+impl Providers {
+    /// Before a Web Push request goes to the proxy, which resolves the endpoint's name itself:
+    /// the name must resolve here, and to no special-purpose address (see
+    /// [`GuardedResolver::check_all`] for the DNS-rebinding gap this leaves).
+    async fn check_proxied(&self, endpoint: &Url) -> Result<(), Outcome> {
+        // Literal addresses were checked with the URL.
+        let Some(url::Host::Domain(host)) = endpoint.host() else {
+            return Ok(());
+        };
+        match self.resolver.check_all(host).await {
+            Ok(()) => Ok(()),
+            Err(CheckError::Refused(refused)) => Err(Outcome::Rejected {
+                reason: format!("Web Push endpoint refused: {refused}"),
+            }),
+            Err(CheckError::Lookup(e)) => Err(Outcome::Retry {
+                after: None,
+                reason: format!("push service unreachable: {host}: {e}"),
+            }),
         }
     }
 }

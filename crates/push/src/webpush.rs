@@ -465,10 +465,14 @@ pub enum Outcome {
     Delivered,
     /// 404/410: the subscription is dead; delete it.
     Gone,
-    /// 429, 5xx or a transport failure: try again later, no sooner than `after` if given.
+    /// 429 or 5xx: try again later, no sooner than `after` if given.
     Retry { after: Option<Duration> },
     /// Anything else (413, 400, 401/403, redirects …): retrying the same request cannot help.
     Permanent { status: u16, body: String },
+    /// No answer: the connection failed or timed out. Try again later.
+    Unreachable { reason: String },
+    /// The endpoint's name resolves to an address the SSRF guard refuses ([`crate::ssrf`]).
+    Refused { reason: String },
 }
 
 /// Caps the body we keep from error responses; it is for logs, not for parsing.
@@ -485,8 +489,20 @@ pub async fn send(client: &reqwest::Client, req: &WebPushRequest) -> Outcome {
     let response = match builder.send().await {
         Ok(r) => r,
         Err(e) => {
+            if let Some(refused) = crate::ssrf::refused_in(&e) {
+                return Outcome::Refused {
+                    reason: refused.to_string(),
+                };
+            }
             tracing::debug!(error = %e, "web push transport error");
-            return Outcome::Retry { after: None };
+            let reason = if e.is_timeout() {
+                "timed out".to_owned()
+            } else if e.is_connect() {
+                "connection failed".to_owned()
+            } else {
+                e.to_string()
+            };
+            return Outcome::Unreachable { reason };
         }
     };
     let status = response.status().as_u16();
@@ -502,7 +518,11 @@ pub async fn send(client: &reqwest::Client, req: &WebPushRequest) -> Outcome {
             Outcome::Retry { after }
         }
         _ => {
-            let mut body = response.text().await.unwrap_or_default();
+            // Only the start of the body is read (it is for logs); the rest is dropped unread.
+            let mut body = crate::outbound::read_capped(response, MAX_ERROR_BODY)
+                .await
+                .map(|c| c.text())
+                .unwrap_or_default();
             if body.len() > MAX_ERROR_BODY {
                 let mut cut = MAX_ERROR_BODY;
                 while !body.is_char_boundary(cut) {

@@ -446,12 +446,15 @@ async fn send_against_fake_push_service() {
         Outcome::Permanent { status: 403, .. }
     ));
 
-    // Nothing listening: transport error → retry.
+    // Nothing listening: transport error → unreachable (retried, and counted against the origin).
     fake.shutdown();
     stopped_listening(&fake.url()).await;
     let req =
         build_request(&restricted, payload, &vapid, SUBJECT, 60, Urgency::Low).expect("build");
-    assert_eq!(send(&client, &req).await, Outcome::Retry { after: None });
+    assert!(matches!(
+        send(&client, &req).await,
+        Outcome::Unreachable { .. }
+    ));
 }
 
 /// Waits until nothing accepts connections at `base` any more (a fake just shut down).

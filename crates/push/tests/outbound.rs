@@ -1,0 +1,174 @@
+//! Outbound pushes cannot be turned against the server (issue 13, rows 4, 5 and 7): against
+//! real sockets on loopback, a push endpoint that answers with a huge body, one that never
+//! answers, and a proxy that must not be used unless configured.
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use pushwarden_fakes::webpush::FakeWebPush;
+use pushwarden_push::outcome::Outcome;
+use pushwarden_push::providers::{Providers, ProvidersConfig, WebPushConfig};
+use pushwarden_push::registration::{Channel, Platform};
+use pushwarden_push::store::ClaimedDevice;
+use pushwarden_push::webpush::VapidKey;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::{TcpListener, TcpStream};
+
+fn webpush_config() -> WebPushConfig {
+    WebPushConfig {
+        vapid: VapidKey::generate(),
+        subject: "mailto:ops@example.com".into(),
+        ttl: Duration::from_secs(60),
+    }
+}
+
+/// A Web Push device for `endpoint`, with keys a fake user agent made.
+fn device(fake: &FakeWebPush, endpoint: &str) -> ClaimedDevice {
+    let sub = fake.subscribe();
+    ClaimedDevice {
+        platform: Platform::WebPush,
+        channel: Channel::WebPush {
+            endpoint: endpoint.to_owned(),
+            p256dh: sub.p256dh,
+            auth: sub.auth,
+        },
+        apns_environment: None,
+        updated_ms: 0,
+    }
+}
+
+/// Reads one HTTP/1.1 request (headers and a `Content-Length` body); false if the peer left.
+async fn read_request(stream: &mut TcpStream) -> bool {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+            let length: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0);
+            let mut have = buf.len() - end - 4;
+            while have < length {
+                match stream.read(&mut chunk).await {
+                    Ok(0) | Err(_) => return false,
+                    Ok(n) => have += n,
+                }
+            }
+            return true;
+        }
+        match stream.read(&mut chunk).await {
+            Ok(0) | Err(_) => return false,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+}
+
+/// The peak resident set of this process so far (`VmHWM`), in KiB: a body read whole and
+/// freed again shows here even after the memory went back.
+fn peak_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// Waits for `done` to hold, polling every 10 ms, for at most `limit`.
+async fn wait_for(limit: Duration, what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Row 4: an endpoint answering 400 with a 200 MB chunked body. The push settles as rejected
+/// (a 400 is permanent) and the client stops reading after the cap, so the server manages to
+/// write only what the socket buffers hold, not the 200 MB, and memory stays flat.
+#[tokio::test]
+async fn a_huge_error_body_is_read_only_up_to_the_cap() {
+    const TOTAL: u64 = 200 * 1024 * 1024;
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let written = Arc::new(AtomicU64::new(0));
+    let finished = Arc::new(AtomicUsize::new(0));
+    let server = {
+        let (written, finished) = (written.clone(), finished.clone());
+        tokio::spawn(async move {
+            let Ok((mut stream, _)) = listener.accept().await else {
+                return;
+            };
+            if read_request(&mut stream).await {
+                let head = b"HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain\r\n\
+                             transfer-encoding: chunked\r\n\r\n";
+                if stream.write_all(head).await.is_ok() {
+                    // 64 KiB chunks, made once, until 200 MB or the client goes away.
+                    let mut chunk = format!("{:x}\r\n", 64 * 1024).into_bytes();
+                    chunk.extend(std::iter::repeat_n(b'x', 64 * 1024));
+                    chunk.extend_from_slice(b"\r\n");
+                    while written.load(Ordering::Relaxed) < TOTAL {
+                        if stream.write_all(&chunk).await.is_err() {
+                            break;
+                        }
+                        written.fetch_add(64 * 1024, Ordering::Relaxed);
+                    }
+                    let _ = stream.write_all(b"0\r\n\r\n").await;
+                }
+            }
+            finished.store(1, Ordering::Relaxed);
+        })
+    };
+    let fake = FakeWebPush::start(None).await.expect("fake web push");
+    let providers = Providers::new(ProvidersConfig {
+        webpush: Some(webpush_config()),
+        allow_private_endpoints: true,
+        ..ProvidersConfig::default()
+    })
+    .expect("providers");
+    let target = device(&fake, &format!("http://{addr}/push/huge"));
+    let rss_before = peak_rss_kib();
+    let started = Instant::now();
+    let outcome = providers.deliver(&target, 0, "{}", None).await;
+    let took = started.elapsed();
+    let rss_after = peak_rss_kib();
+    match &outcome {
+        Outcome::Rejected { reason } => {
+            assert!(reason.starts_with("Web Push 400"), "{reason}");
+            assert!(
+                reason.len() < 4096,
+                "the reason kept {} bytes",
+                reason.len()
+            );
+        }
+        other => panic!("a 400 is rejected, got {other:?}"),
+    }
+    // The server's writes fail once the client has dropped the connection.
+    wait_for(
+        Duration::from_secs(10),
+        "the server to stop writing",
+        || finished.load(Ordering::Relaxed) == 1,
+    )
+    .await;
+    server.await.expect("server task");
+    let written = written.load(Ordering::Relaxed);
+    eprintln!(
+        "huge body: settled in {took:?}; server wrote {} KiB of 200 MiB; peak RSS {} -> {} KiB",
+        written / 1024,
+        rss_before,
+        rss_after
+    );
+    assert!(
+        written < 24 * 1024 * 1024,
+        "the client kept reading: the server wrote {written} bytes"
+    );
+    assert!(
+        rss_after.saturating_sub(rss_before) < 32 * 1024,
+        "peak resident memory grew from {rss_before} to {rss_after} KiB"
+    );
+}

@@ -2,6 +2,8 @@
 //! real sockets on loopback, a push endpoint that answers with a huge body, one that never
 //! answers, and a proxy that must not be used unless configured.
 
+use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -25,11 +27,18 @@ fn webpush_config() -> WebPushConfig {
 
 /// A Web Push device for `endpoint`, with keys a fake user agent made.
 fn device(fake: &FakeWebPush, endpoint: &str) -> ClaimedDevice {
-    let sub = fake.subscribe();
+    let mut sub = fake.subscribe();
+    sub.endpoint = endpoint.to_owned();
+    subscribed(sub)
+}
+
+/// The device a subscription of the fake push service makes.
+fn subscribed(sub: pushwarden_fakes::webpush::Subscription) -> ClaimedDevice {
+    let endpoint = sub.endpoint;
     ClaimedDevice {
         platform: Platform::WebPush,
         channel: Channel::WebPush {
-            endpoint: endpoint.to_owned(),
+            endpoint,
             p256dh: sub.p256dh,
             auth: sub.auth,
         },
@@ -170,5 +179,142 @@ async fn a_huge_error_body_is_read_only_up_to_the_cap() {
     assert!(
         rss_after.saturating_sub(rss_before) < 32 * 1024,
         "peak resident memory grew from {rss_before} to {rss_after} KiB"
+    );
+}
+
+/// A listening socket standing in for a proxy: counts connections and keeps each request line
+/// (`CONNECT host:443 HTTP/1.1`), then hangs up.
+struct FakeProxy {
+    url: String,
+    lines: Arc<parking_lot::Mutex<Vec<String>>>,
+}
+
+impl FakeProxy {
+    async fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let lines = Arc::new(parking_lot::Mutex::new(Vec::new()));
+        let seen = lines.clone();
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let seen = seen.clone();
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 1024];
+                    let n = stream.read(&mut buf).await.unwrap_or(0);
+                    let text = String::from_utf8_lossy(&buf[..n]);
+                    seen.lock()
+                        .push(text.lines().next().unwrap_or("").to_owned());
+                });
+            }
+        });
+        Self { url, lines }
+    }
+
+    fn requests(&self) -> Vec<String> {
+        self.lines.lock().clone()
+    }
+}
+
+/// The environment variables any HTTP client might take a proxy from.
+const PROXY_VARIABLES: &[&str] = &[
+    "HTTPS_PROXY",
+    "HTTP_PROXY",
+    "ALL_PROXY",
+    "https_proxy",
+    "http_proxy",
+    "all_proxy",
+];
+
+/// Runs only inside the process [`the_environment_proxy_is_never_used`] starts: a push to a
+/// fake push service on loopback, with every proxy variable pointing at a listening socket.
+#[tokio::test]
+async fn child_push_with_proxy_variables() {
+    if std::env::var_os("PUSHWARDEN_OUTBOUND_CHILD").is_none() {
+        return;
+    }
+    let fake = FakeWebPush::start(None).await.expect("fake web push");
+    let providers = Providers::new(ProvidersConfig {
+        webpush: Some(webpush_config()),
+        allow_private_endpoints: true,
+        ..ProvidersConfig::default()
+    })
+    .expect("providers");
+    let target = subscribed(fake.subscribe());
+    let outcome = providers.deliver(&target, 0, "{}", None).await;
+    println!("CHILD OUTCOME: {outcome:?}");
+}
+
+/// Row 5: `HTTPS_PROXY` (and the rest) in the server's environment are ignored: the push goes
+/// straight to its endpoint and the proxy receives nothing.
+#[tokio::test]
+async fn the_environment_proxy_is_never_used() {
+    let proxy = FakeProxy::start().await;
+    let mut child = std::process::Command::new(std::env::current_exe().expect("test binary"));
+    child
+        .args(["child_push_with_proxy_variables", "--exact", "--nocapture"])
+        .env("PUSHWARDEN_OUTBOUND_CHILD", "1")
+        .env_remove("NO_PROXY")
+        .env_remove("no_proxy");
+    for variable in PROXY_VARIABLES {
+        child.env(variable, &proxy.url);
+    }
+    let output = tokio::task::spawn_blocking(move || child.output())
+        .await
+        .expect("join")
+        .expect("run the child test");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "child failed: {stdout}");
+    assert!(
+        stdout.contains("CHILD OUTCOME: Delivered"),
+        "the push went straight to its endpoint: {stdout}"
+    );
+    assert_eq!(proxy.requests(), Vec::<String>::new(), "the proxy was used");
+}
+
+/// Row 5: with a proxy configured, the SSRF guard still applies. The proxy would resolve the
+/// endpoint's name itself, so the name is resolved here first: one that points at loopback is
+/// refused before anything reaches the proxy, while a public one goes through it.
+#[tokio::test]
+async fn a_configured_proxy_is_used_and_the_guard_still_applies() {
+    let proxy = FakeProxy::start().await;
+    let fake = FakeWebPush::start(None).await.expect("fake web push");
+    let loopback: IpAddr = "127.0.0.1".parse().expect("ip");
+    let public: IpAddr = "203.0.114.7".parse().expect("ip");
+    let providers = Providers::new(ProvidersConfig {
+        webpush: Some(webpush_config()),
+        proxy: Some(url::Url::parse(&proxy.url).expect("proxy url")),
+        resolve_overrides: HashMap::from([
+            ("inside.example.test".to_owned(), vec![loopback]),
+            ("mixed.example.test".to_owned(), vec![public, loopback]),
+            ("public.example.test".to_owned(), vec![public]),
+        ]),
+        ..ProvidersConfig::default()
+    })
+    .expect("providers");
+    for name in ["inside.example.test", "mixed.example.test"] {
+        let target = device(&fake, &format!("https://{name}/push/x"));
+        match providers.deliver(&target, 0, "{}", None).await {
+            Outcome::Rejected { reason } => {
+                assert!(reason.contains("special-purpose"), "{name}: {reason}")
+            }
+            other => panic!("{name} must be refused, got {other:?}"),
+        }
+    }
+    assert_eq!(
+        proxy.requests(),
+        Vec::<String>::new(),
+        "nothing reached the proxy"
+    );
+    // A public name is handed to the proxy (which hangs up: a retry).
+    let target = device(&fake, "https://public.example.test/push/x");
+    let outcome = providers.deliver(&target, 0, "{}", None).await;
+    assert!(matches!(outcome, Outcome::Retry { .. }), "{outcome:?}");
+    wait_for(Duration::from_secs(5), "the proxy's CONNECT", || {
+        !proxy.requests().is_empty()
+    })
+    .await;
+    assert_eq!(
+        proxy.requests(),
+        vec!["CONNECT public.example.test:443 HTTP/1.1".to_owned()]
     );
 }

@@ -140,6 +140,7 @@ impl Default for TransportConfig {
 pub struct PushConfig {
     pub from_send: Option<bool>,
     pub allow_private_endpoints: bool,
+    pub proxy: Option<String>,
     #[serde(with = "humantime_serde")]
     pub max_age: Duration,
     pub concurrency: usize,
@@ -155,6 +156,7 @@ impl Default for PushConfig {
         Self {
             from_send: None,
             allow_private_endpoints: false,
+            proxy: None,
             max_age: d.max_age,
             concurrency: d.concurrency,
             retry_base: d.backoff.base,
@@ -191,14 +193,23 @@ pub struct WebPushConfig {
     pub vapid_subject: Option<String>,
     #[serde(with = "humantime_serde")]
     pub ttl: Duration,
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    pub origin_concurrency: usize,
 }
 
 impl Default for WebPushConfig {
     fn default() -> Self {
+        let limits = pushwarden_push::providers::WebPushLimits::default();
         Self {
             vapid_private_key: None,
             vapid_subject: None,
             ttl: Duration::from_secs(24 * 3600),
+            connect_timeout: limits.connect_timeout,
+            timeout: limits.timeout,
+            origin_concurrency: limits.origin_concurrency,
         }
     }
 }
@@ -312,6 +323,21 @@ impl Config {
         if self.push.concurrency == 0 {
             problems.push(format!("{} must be at least 1", named("push.concurrency")));
         }
+        if self.webpush.origin_concurrency == 0 {
+            problems.push(format!(
+                "{} must be at least 1",
+                named("webpush.origin_concurrency")
+            ));
+        }
+        if let Some(proxy) = &self.push.proxy {
+            match url::Url::parse(proxy) {
+                Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
+                _ => problems.push(format!(
+                    "{} must be an http:// or https:// proxy URL, not {proxy:?}",
+                    named("push.proxy")
+                )),
+            }
+        }
         if self.hub.max_message_size < 64 {
             problems.push(format!(
                 "{} must be at least 64 bytes, not {}",
@@ -336,6 +362,8 @@ impl Config {
             ("push.max_age", self.push.max_age),
             ("push.retry_base", self.push.retry_base),
             ("push.retry_max", self.push.retry_max),
+            ("webpush.connect_timeout", self.webpush.connect_timeout),
+            ("webpush.timeout", self.webpush.timeout),
             ("relay.token_lifetime", self.relay.token_lifetime),
         ] {
             if d.is_zero() {

@@ -11,6 +11,7 @@ use tokio::sync::{mpsc, Semaphore};
 use crate::backoff::Backoff;
 use crate::health::Health;
 use crate::lease::{LeasedWork, RetryPolicy, Step};
+use crate::origin::Admission;
 use crate::outcome::Outcome;
 use crate::providers::Providers;
 use crate::registration::Provider;
@@ -156,9 +157,34 @@ impl LeasedWork for DeliveryWork {
     }
 
     async fn process(&self, claimed: Vec<ClaimedDelivery>) {
+        // Deliveries whose endpoint origin is busy or backing off, by when they are due again.
+        let mut deferred: HashMap<i64, Vec<(String, String)>> = HashMap::new();
+        let now = now_ms();
         for delivery in claimed {
             let Ok(permit) = self.total.clone().try_acquire_owned() else {
                 break;
+            };
+            let origin = match delivery
+                .device
+                .as_ref()
+                .and_then(|d| self.worker.providers.admit(d))
+            {
+                None => None,
+                Some(Admission::Admitted(pass)) => Some(pass),
+                Some(Admission::Deferred { after, reason }) => {
+                    let label = delivery
+                        .device
+                        .as_ref()
+                        .map_or("unknown", |d| d.platform.provider().as_str());
+                    metrics::counter!("pushwarden_push_deferred_total", "provider" => label, "reason" => reason)
+                        .increment(1);
+                    let at =
+                        now.saturating_add(i64::try_from(after.as_millis()).unwrap_or(i64::MAX));
+                    // Grouped by the second, so a busy origin's deliveries go back in one write.
+                    let at = at - at.rem_euclid(1000) + 1000;
+                    deferred.entry(at).or_default().push(delivery.key());
+                    continue;
+                }
             };
             let worker = self.worker.clone();
             let lane = delivery
@@ -167,12 +193,25 @@ impl LeasedWork for DeliveryWork {
                 .and_then(|d| self.lanes.get(&d.platform.provider()).cloned());
             tokio::spawn(async move {
                 let _permit = permit;
+                // Taken before waiting for the lane: a slot of the origin is what admitted it.
+                let _origin = origin;
                 let _lane = match lane {
                     Some(l) => l.acquire_owned().await.ok(),
                     None => None,
                 };
                 worker.deliver(delivery).await;
             });
+        }
+        for (at, keys) in deferred {
+            tracing::debug!(
+                count = keys.len(),
+                due_ms = at,
+                "push queue: deferred deliveries to a busy or backing-off origin"
+            );
+            // Not lost if this fails: the lease brings them back.
+            if let Err(e) = self.worker.deliveries.defer(&keys, at).await {
+                tracing::warn!(error = %e, count = keys.len(), "push queue: deferring failed; the lease will bring them back");
+            }
         }
     }
 

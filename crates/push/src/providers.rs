@@ -10,6 +10,7 @@ use url::Url;
 
 use crate::apns::{self, ApnsClient, ApnsConfig, Environment, SendOptions};
 use crate::fcm::{self, FcmClient, ServiceAccount};
+use crate::origin::{origin_key, Admission, Origins};
 use crate::outcome::Outcome;
 use crate::registration::{Channel, Platform, Provider};
 use crate::ssrf::{CheckError, GuardedResolver};
@@ -88,6 +89,8 @@ pub struct Providers {
     allow_private_endpoints: bool,
     /// Endpoint names checked before a proxied Web Push request.
     resolver: GuardedResolver,
+    /// Web Push requests in flight and backoff, per endpoint origin.
+    origins: Origins,
 }
 
 impl Providers {
@@ -147,6 +150,7 @@ impl Providers {
             webpush,
             allow_private_endpoints: allow_private,
             resolver,
+            origins: Origins::new(limits.origin_concurrency, limits.timeout),
         })
     }
 
@@ -158,6 +162,7 @@ impl Providers {
             webpush: None,
             allow_private_endpoints: false,
             resolver: GuardedResolver::default(),
+            origins: Origins::new(1, WebPushLimits::default().timeout),
         }
     }
 
@@ -175,6 +180,17 @@ impl Providers {
             .into_iter()
             .filter(|p| self.is_configured(p.provider()))
             .collect()
+    }
+
+    /// Whether a delivery to `device` may start now: Web Push and UnifiedPush deliveries take a
+    /// slot of their endpoint's origin ([`crate::origin`]); others always may.
+    pub fn admit(&self, device: &ClaimedDevice) -> Option<Admission> {
+        let Channel::WebPush { endpoint, .. } = &device.channel else {
+            return None;
+        };
+        // An endpoint that does not parse is rejected by the delivery itself.
+        let url = Url::parse(endpoint).ok()?;
+        Some(self.origins.admit(&origin_key(&url)))
     }
 
     pub fn allow_private_endpoints(&self) -> bool {
@@ -290,7 +306,12 @@ impl Providers {
                         return outcome;
                     }
                 }
-                webpush::send(&sender.client, &request).await.into()
+                let started = Instant::now();
+                let outcome = webpush::send(&sender.client, &request).await;
+                let answered = !matches!(outcome, webpush::Outcome::Unreachable { .. });
+                self.origins
+                    .record(&origin_key(&request.endpoint), answered, started.elapsed());
+                outcome.into()
             }
             Err(e) => Outcome::Rejected {
                 reason: format!("Web Push: {e}"),

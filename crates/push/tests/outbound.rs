@@ -8,12 +8,21 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod support;
+
 use pushwarden_fakes::webpush::FakeWebPush;
+use pushwarden_model::{
+    DeviceRegistration, DeviceTarget, PushChannel, PushGateway as _, PushMessage, PushType,
+    Recipient, Target,
+};
+use pushwarden_push::backoff::Backoff;
 use pushwarden_push::outcome::Outcome;
-use pushwarden_push::providers::{Providers, ProvidersConfig, WebPushConfig};
+use pushwarden_push::providers::{Providers, ProvidersConfig, WebPushConfig, WebPushLimits};
 use pushwarden_push::registration::{Channel, Platform};
 use pushwarden_push::store::ClaimedDevice;
 use pushwarden_push::webpush::VapidKey;
+use pushwarden_push::DeliveryOptions;
+use pushwarden_push::PushService;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -317,4 +326,162 @@ async fn a_configured_proxy_is_used_and_the_guard_still_applies() {
         proxy.requests(),
         vec!["CONNECT public.example.test:443 HTTP/1.1".to_owned()]
     );
+}
+
+/// Row 7: 200 subscriptions on an endpoint that accepts connections and never answers, then
+/// one push to a healthy endpoint. The healthy push is delivered at once; the silent origin
+/// never has more than its limit of requests in flight; its deliveries stay queued and are
+/// tried again later, none lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_endpoint_delays_only_its_own_subscriptions() {
+    const SILENT: usize = 200;
+    const LIMIT: usize = 4;
+    // The silent push service: reads whatever comes and never answers.
+    let silent = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let silent_addr = silent.local_addr().expect("addr");
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let open = Arc::new(AtomicUsize::new(0));
+    let most_open = Arc::new(AtomicUsize::new(0));
+    {
+        let (accepted, open, most_open) = (accepted.clone(), open.clone(), most_open.clone());
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = silent.accept().await {
+                accepted.fetch_add(1, Ordering::SeqCst);
+                let now_open = open.fetch_add(1, Ordering::SeqCst) + 1;
+                most_open.fetch_max(now_open, Ordering::SeqCst);
+                let open = open.clone();
+                tokio::spawn(async move {
+                    let mut sink = [0u8; 4096];
+                    while matches!(stream.read(&mut sink).await, Ok(n) if n > 0) {}
+                    open.fetch_sub(1, Ordering::SeqCst);
+                });
+            }
+        });
+    }
+    let fake = FakeWebPush::start(None).await.expect("fake web push");
+    let store = support::sqlite().await;
+    let providers = Providers::new(ProvidersConfig {
+        webpush: Some(webpush_config()),
+        allow_private_endpoints: true,
+        webpush_limits: WebPushLimits {
+            connect_timeout: Duration::from_secs(1),
+            timeout: Duration::from_secs(2),
+            origin_concurrency: LIMIT,
+        },
+        ..ProvidersConfig::default()
+    })
+    .expect("providers");
+    let options = DeliveryOptions {
+        backoff: Backoff {
+            base: Duration::from_millis(100),
+            max: Duration::from_secs(1),
+        },
+        poll_interval: Duration::from_millis(100),
+        ..DeliveryOptions::default()
+    };
+    let service = PushService::new(store.store.clone(), providers, None, options);
+    let register = |device_id: String, user: &str, endpoint: String| {
+        let sub = fake.subscribe();
+        DeviceRegistration {
+            device_id,
+            user_id: user.to_owned(),
+            identifier: None,
+            device_type: 9, // a browser
+            channel: PushChannel::WebPush {
+                endpoint,
+                p256dh: sub.p256dh,
+                auth: sub.auth,
+            },
+            organization_ids: Vec::new(),
+            installation_id: None,
+            apns_environment: None,
+            owner: None,
+        }
+    };
+    for i in 0..SILENT {
+        let device = register(
+            format!("silent-{i}"),
+            "silent-user",
+            format!("http://{silent_addr}/push/{i}"),
+        );
+        service.register(device, None).await.expect("register");
+    }
+    let healthy = fake.subscribe();
+    let mut device = register("healthy".into(), "healthy-user", healthy.endpoint.clone());
+    device.channel = PushChannel::WebPush {
+        endpoint: healthy.endpoint.clone(),
+        p256dh: healthy.p256dh.clone(),
+        auth: healthy.auth.clone(),
+    };
+    service.register(device, None).await.expect("register");
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let worker = service.start_worker(stopped).await.expect("worker");
+    let to = |user: &str| DeviceTarget {
+        target: Target {
+            recipient: Recipient::User(user.to_owned()),
+            client_type: None,
+        },
+        exclude_identifier: None,
+    };
+    let message = PushMessage {
+        push_type: PushType::SyncVault,
+        payload: "{}".into(),
+        context_id: None,
+    };
+    let queued = service
+        .send(to("silent-user"), message.clone())
+        .await
+        .expect("send");
+    assert_eq!(queued, SILENT as u64);
+    wait_for(Duration::from_secs(5), "the silent requests", || {
+        accepted.load(Ordering::SeqCst) >= LIMIT
+    })
+    .await;
+    // The silent origin is saturated: now the healthy push.
+    let started = Instant::now();
+    service
+        .send(to("healthy-user"), message)
+        .await
+        .expect("send");
+    wait_for(Duration::from_secs(30), "the healthy push", || {
+        fake.received().len() == 1
+    })
+    .await;
+    let latency = started.elapsed();
+    // The silent requests time out (2 s), the origin backs off, then one probe goes: the
+    // deliveries are tried again, and all 200 are still queued.
+    wait_for(
+        Duration::from_secs(10),
+        "a retry to the silent origin",
+        || accepted.load(Ordering::SeqCst) > LIMIT,
+    )
+    .await;
+    let pending = service
+        .store()
+        .deliveries()
+        .pending()
+        .await
+        .expect("pending");
+    eprintln!(
+        "silent origin: healthy push in {latency:?}; {} connections to the silent origin, \
+         at most {} at once; {pending} pending",
+        accepted.load(Ordering::SeqCst),
+        most_open.load(Ordering::SeqCst)
+    );
+    assert!(
+        latency < Duration::from_secs(2),
+        "healthy push took {latency:?}"
+    );
+    assert!(
+        most_open.load(Ordering::SeqCst) <= LIMIT,
+        "{} requests at once to one origin",
+        most_open.load(Ordering::SeqCst)
+    );
+    assert_eq!(
+        pending, SILENT as i64,
+        "every silent delivery is still queued"
+    );
+    stop.send_replace(true);
+    let _ = tokio::time::timeout(Duration::from_secs(10), worker).await;
+    store.remove().await;
 }

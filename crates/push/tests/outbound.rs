@@ -10,12 +10,14 @@ use std::time::{Duration, Instant};
 
 mod support;
 
+use pushwarden_fakes::fcm::{FakeFcm, FakeFcmConfig};
 use pushwarden_fakes::webpush::FakeWebPush;
 use pushwarden_model::{
     DeviceRegistration, DeviceTarget, PushChannel, PushGateway as _, PushMessage, PushType,
     Recipient, Target,
 };
 use pushwarden_push::backoff::Backoff;
+use pushwarden_push::fcm::{self, FcmClient, ServiceAccount};
 use pushwarden_push::outcome::Outcome;
 use pushwarden_push::providers::{Providers, ProvidersConfig, WebPushConfig, WebPushLimits};
 use pushwarden_push::registration::{Channel, Platform};
@@ -106,18 +108,25 @@ async fn wait_for(limit: Duration, what: &str, mut done: impl FnMut() -> bool) {
     }
 }
 
-/// Row 4: an endpoint answering 400 with a 200 MB chunked body. The push settles as rejected
-/// (a 400 is permanent) and the client stops reading after the cap, so the server manages to
-/// write only what the socket buffers hold, not the 200 MB, and memory stays flat.
-#[tokio::test]
-async fn a_huge_error_body_is_read_only_up_to_the_cap() {
+/// An HTTP/1.1 server for one request that answers `400` with a chunked body of 200 MiB,
+/// written lazily in 64 KiB chunks until done or the client goes away.
+struct HugeBody {
+    addr: std::net::SocketAddr,
+    /// Body bytes written so far.
+    written: Arc<AtomicU64>,
+    /// 1 once the server stopped writing.
+    finished: Arc<AtomicUsize>,
+}
+
+impl HugeBody {
     const TOTAL: u64 = 200 * 1024 * 1024;
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let written = Arc::new(AtomicU64::new(0));
-    let finished = Arc::new(AtomicUsize::new(0));
-    let server = {
-        let (written, finished) = (written.clone(), finished.clone());
+
+    async fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let written = Arc::new(AtomicU64::new(0));
+        let finished = Arc::new(AtomicUsize::new(0));
+        let (w, f) = (written.clone(), finished.clone());
         tokio::spawn(async move {
             let Ok((mut stream, _)) = listener.accept().await else {
                 return;
@@ -126,22 +135,47 @@ async fn a_huge_error_body_is_read_only_up_to_the_cap() {
                 let head = b"HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain\r\n\
                              transfer-encoding: chunked\r\n\r\n";
                 if stream.write_all(head).await.is_ok() {
-                    // 64 KiB chunks, made once, until 200 MB or the client goes away.
                     let mut chunk = format!("{:x}\r\n", 64 * 1024).into_bytes();
                     chunk.extend(std::iter::repeat_n(b'x', 64 * 1024));
                     chunk.extend_from_slice(b"\r\n");
-                    while written.load(Ordering::Relaxed) < TOTAL {
+                    while w.load(Ordering::Relaxed) < Self::TOTAL {
                         if stream.write_all(&chunk).await.is_err() {
                             break;
                         }
-                        written.fetch_add(64 * 1024, Ordering::Relaxed);
+                        w.fetch_add(64 * 1024, Ordering::Relaxed);
                     }
                     let _ = stream.write_all(b"0\r\n\r\n").await;
                 }
             }
-            finished.store(1, Ordering::Relaxed);
-        })
-    };
+            f.store(1, Ordering::Relaxed);
+        });
+        Self {
+            addr,
+            written,
+            finished,
+        }
+    }
+
+    /// Waits until the server stopped writing (its writes fail once the client dropped the
+    /// connection) and answers how much of the body it wrote.
+    async fn written_when_done(&self) -> u64 {
+        wait_for(
+            Duration::from_secs(10),
+            "the server to stop writing",
+            || self.finished.load(Ordering::Relaxed) == 1,
+        )
+        .await;
+        self.written.load(Ordering::Relaxed)
+    }
+}
+
+/// Row 4: an endpoint answering 400 with a 200 MB chunked body. The push settles as rejected
+/// (a 400 is permanent) and the client stops reading after the cap, so the server manages to
+/// write only what the socket buffers hold, not the 200 MB, and memory stays flat.
+#[tokio::test]
+async fn a_huge_error_body_is_read_only_up_to_the_cap() {
+    let server = HugeBody::start().await;
+    let addr = server.addr;
     let fake = FakeWebPush::start(None).await.expect("fake web push");
     let providers = Providers::new(ProvidersConfig {
         webpush: Some(webpush_config()),
@@ -166,15 +200,7 @@ async fn a_huge_error_body_is_read_only_up_to_the_cap() {
         }
         other => panic!("a 400 is rejected, got {other:?}"),
     }
-    // The server's writes fail once the client has dropped the connection.
-    wait_for(
-        Duration::from_secs(10),
-        "the server to stop writing",
-        || finished.load(Ordering::Relaxed) == 1,
-    )
-    .await;
-    server.await.expect("server task");
-    let written = written.load(Ordering::Relaxed);
+    let written = server.written_when_done().await;
     eprintln!(
         "huge body: settled in {took:?}; server wrote {} KiB of 200 MiB; peak RSS {} -> {} KiB",
         written / 1024,
@@ -188,6 +214,38 @@ async fn a_huge_error_body_is_read_only_up_to_the_cap() {
     assert!(
         rss_after.saturating_sub(rss_before) < 32 * 1024,
         "peak resident memory grew from {rss_before} to {rss_after} KiB"
+    );
+}
+
+/// Row 4, FCM's OAuth token endpoint (a URL from the service-account file): a 400 with a huge
+/// body is read only up to the cap too, and the push settles as a configuration error.
+#[tokio::test]
+async fn a_huge_token_endpoint_answer_is_read_only_up_to_the_cap() {
+    let server = HugeBody::start().await;
+    let fcm = FakeFcm::start(FakeFcmConfig::new("outbound-test"))
+        .await
+        .expect("fake FCM");
+    let mut account: serde_json::Value =
+        serde_json::from_str(&fcm.service_account_json()).expect("service account");
+    account["token_uri"] = format!("http://{}/token", server.addr).into();
+    let account = ServiceAccount::from_json(&account.to_string()).expect("account");
+    let client =
+        FcmClient::new(account, Some(url::Url::parse(&fcm.url()).expect("url"))).expect("client");
+    let outcome = client.send("token", &serde_json::Map::new()).await;
+    match outcome {
+        fcm::Outcome::Permanent { reason, .. } => {
+            assert!(reason.len() < 4096, "{} bytes kept", reason.len())
+        }
+        other => panic!("an OAuth 400 is permanent, got {other:?}"),
+    }
+    let written = server.written_when_done().await;
+    eprintln!(
+        "token endpoint: server wrote {} KiB of 200 MiB",
+        written / 1024
+    );
+    assert!(
+        written < 24 * 1024 * 1024,
+        "the server wrote {written} bytes"
     );
 }
 

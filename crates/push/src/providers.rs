@@ -79,6 +79,8 @@ struct WebPushSender {
     config: WebPushConfig,
     /// Requests go through a configured proxy, which resolves endpoint names itself.
     proxied: bool,
+    /// How long resolving an endpoint's name before a proxied request may take.
+    connect_timeout: Duration,
 }
 
 /// The providers, ready to send.
@@ -141,6 +143,7 @@ impl Providers {
                     client: builder.build()?,
                     config: webpush,
                     proxied: proxy.is_some(),
+                    connect_timeout: limits.connect_timeout,
                 })
             }
         };
@@ -301,13 +304,20 @@ impl Providers {
             urgency,
         ) {
             Ok(request) => {
-                if sender.proxied {
-                    if let Err(outcome) = self.check_proxied(&request.endpoint).await {
-                        return outcome;
-                    }
-                }
                 let started = Instant::now();
-                let outcome = webpush::send(&sender.client, &request).await;
+                let checked = if sender.proxied {
+                    self.check_proxied(sender, &request.endpoint).await
+                } else {
+                    Ok(())
+                };
+                let outcome = match checked {
+                    Ok(()) => webpush::send(&sender.client, &request).await,
+                    Err(refused_or_unresolved) => refused_or_unresolved,
+                };
+                // A refused name says nothing about how the origin answers.
+                if matches!(outcome, webpush::Outcome::Refused { .. }) {
+                    return outcome.into();
+                }
                 let answered = !matches!(outcome, webpush::Outcome::Unreachable { .. });
                 self.origins
                     .record(&origin_key(&request.endpoint), answered, started.elapsed());
@@ -324,19 +334,28 @@ impl Providers {
     /// Before a Web Push request goes to the proxy, which resolves the endpoint's name itself:
     /// the name must resolve here, and to no special-purpose address (see
     /// [`GuardedResolver::check_all`] for the DNS-rebinding gap this leaves).
-    async fn check_proxied(&self, endpoint: &Url) -> Result<(), Outcome> {
+    async fn check_proxied(
+        &self,
+        sender: &WebPushSender,
+        endpoint: &Url,
+    ) -> Result<(), webpush::Outcome> {
         // Literal addresses were checked with the URL.
         let Some(url::Host::Domain(host)) = endpoint.host() else {
             return Ok(());
         };
-        match self.resolver.check_all(host).await {
-            Ok(()) => Ok(()),
-            Err(CheckError::Refused(refused)) => Err(Outcome::Rejected {
-                reason: format!("Web Push endpoint refused: {refused}"),
+        // A name server that never answers holds the delivery no longer than a connect would.
+        let checked =
+            tokio::time::timeout(sender.connect_timeout, self.resolver.check_all(host)).await;
+        match checked {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(CheckError::Refused(refused))) => Err(webpush::Outcome::Refused {
+                reason: refused.to_string(),
             }),
-            Err(CheckError::Lookup(e)) => Err(Outcome::Retry {
-                after: None,
-                reason: format!("push service unreachable: {host}: {e}"),
+            Ok(Err(CheckError::Lookup(e))) => Err(webpush::Outcome::Unreachable {
+                reason: format!("resolving {host}: {e}"),
+            }),
+            Err(_) => Err(webpush::Outcome::Unreachable {
+                reason: format!("resolving {host} timed out"),
             }),
         }
     }

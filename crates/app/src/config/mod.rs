@@ -727,6 +727,24 @@ mod tests {
         assert!(e.contains("PUSHWARDEN_PUSH_CONCURRENCY=-1"), "{e}");
         let e = error(None, &[("PUSHWARDEN_WEBPUSH_TTL", "soon")]);
         assert!(e.contains("PUSHWARDEN_WEBPUSH_TTL=soon"), "{e}");
+        let e = error(
+            None,
+            &[("PUSHWARDEN_PUSH_PROXY", "socks5://127.0.0.1:1080")],
+        );
+        assert!(
+            e.contains("push.proxy (PUSHWARDEN_PUSH_PROXY) must be an http:// or https://"),
+            "{e}"
+        );
+        let e = error(None, &[("PUSHWARDEN_WEBPUSH_ORIGIN_CONCURRENCY", "0")]);
+        assert!(
+            e.contains("PUSHWARDEN_WEBPUSH_ORIGIN_CONCURRENCY) must be at least 1"),
+            "{e}"
+        );
+        let e = error(None, &[("PUSHWARDEN_WEBPUSH_TIMEOUT", "0s")]);
+        assert!(
+            e.contains("PUSHWARDEN_WEBPUSH_TIMEOUT) must be greater than zero"),
+            "{e}"
+        );
         // A secret is never shown, even when it is the bad value.
         let file = write_file("secret", "[jwt]\nhs256_secret = 12345\n");
         let e = error(Some(&file), &[]);

@@ -185,8 +185,8 @@ impl Providers {
             .collect()
     }
 
-    /// Whether a delivery to `device` may start now: Web Push and UnifiedPush deliveries take a
-    /// slot of their endpoint's origin ([`crate::origin`]); others always may.
+    /// Whether a delivery to `device` may start: Web Push and UnifiedPush deliveries need a slot
+    /// of their endpoint's origin ([`crate::origin`]); others always may (`None`).
     pub fn admit(&self, device: &ClaimedDevice) -> Option<Admission> {
         let Channel::WebPush { endpoint, .. } = &device.channel else {
             return None;

@@ -498,8 +498,9 @@ pub const SETTINGS: &[Setting] = &[
         "webpush.origin_concurrency",
         "PUSHWARDEN_WEBPUSH_ORIGIN_CONCURRENCY",
         USIZE,
-        "Web Push requests in flight to one origin (scheme, host, port); more wait in the queue, \
-         so a slow or silent push service delays only its own subscriptions",
+        "Web Push requests in flight to one origin (scheme, host, port) once it has answered in \
+         time (a new or failing origin gets one at a time); a slow or silent push service is \
+         backed off and delays only its own subscriptions",
     )
     .default("16"),
     // [relay]

@@ -6,6 +6,7 @@ use anyhow::{bail, Context, Result};
 use pushwarden_push::apns::ApnsConfig;
 use pushwarden_push::backoff::Backoff;
 use pushwarden_push::fcm::ServiceAccount;
+use pushwarden_push::providers::WebPushLimits;
 use pushwarden_push::store::redact;
 use pushwarden_push::webpush::VapidKey;
 use pushwarden_push::{
@@ -109,6 +110,16 @@ fn webpush(config: &Config) -> Result<Option<WebPushConfig>> {
     }))
 }
 
+/// The outbound proxy every provider goes through, if one is configured.
+fn proxy(config: &Config) -> Result<Option<Url>> {
+    config
+        .push
+        .proxy
+        .as_deref()
+        .map(|p| url(p, "PUSHWARDEN_PUSH_PROXY"))
+        .transpose()
+}
+
 /// The upstream relay, when an installation id and key are configured.
 fn upstream(config: &Config) -> Result<Option<Upstream>> {
     let u = &config.upstream;
@@ -135,6 +146,12 @@ fn upstream(config: &Config) -> Result<Option<Upstream>> {
             .transpose()?,
     })
     .context("upstream relay HTTP client")?;
+    let upstream = match proxy(config)? {
+        Some(p) => upstream
+            .with_proxy(&p)
+            .context("upstream relay HTTP client")?,
+        None => upstream,
+    };
     tracing::info!(relay, identity, installation = %id, "mobile pushes without local credentials go to the upstream relay");
     Ok(Some(upstream))
 }
@@ -146,6 +163,13 @@ pub async fn build(config: &Config) -> Result<PushService> {
         fcm: fcm(config)?,
         webpush: webpush(config)?,
         allow_private_endpoints: config.push.allow_private_endpoints,
+        proxy: proxy(config)?,
+        webpush_limits: WebPushLimits {
+            connect_timeout: config.webpush.connect_timeout,
+            timeout: config.webpush.timeout,
+            origin_concurrency: config.webpush.origin_concurrency,
+        },
+        ..ProvidersConfig::default()
     })
     .context("push providers")?;
     let url = config.database_url();

@@ -348,7 +348,7 @@ async fn shutdown_stops_the_service() {
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     loop {
         match send(&http(), &req).await {
-            Outcome::Retry { after: None } => break,
+            Outcome::Unreachable { .. } => break,
             Outcome::Delivered if std::time::Instant::now() < deadline => {
                 tokio::time::sleep(Duration::from_millis(10)).await
             }

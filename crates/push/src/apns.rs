@@ -265,6 +265,8 @@ impl TokenSigner {
 /// same HTTP/2 connection per environment.
 pub struct ApnsClient {
     topic: String,
+    /// Extra trusted roots, kept to rebuild the clients for a proxy.
+    certs: Vec<reqwest::Certificate>,
     production: Gateway,
     sandbox: Gateway,
     signer: TokenSigner,
@@ -319,16 +321,25 @@ impl ApnsClient {
         Ok(Self {
             topic: config.topic,
             production: Gateway {
-                client: build_http2_client(&certs)?,
+                client: build_http2_client(&certs, None)?,
                 base: prod_base,
             },
             sandbox: Gateway {
-                client: build_http2_client(&certs)?,
+                client: build_http2_client(&certs, None)?,
                 base: sandbox_base,
             },
+            certs,
             signer,
             clock: crate::clock::system(),
         })
+    }
+
+    /// Connects through `proxy` (HTTP CONNECT) instead of directly. Without it no proxy is used,
+    /// whatever the environment says.
+    pub fn with_proxy(mut self, proxy: &Url) -> Result<Self, ApnsError> {
+        self.production.client = build_http2_client(&self.certs, Some(proxy))?;
+        self.sandbox.client = build_http2_client(&self.certs, Some(proxy))?;
+        Ok(self)
     }
 
     /// Reads the time for the token cache from `clock`; the token minted to check the key at
@@ -431,7 +442,7 @@ impl ApnsClient {
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(Duration::from_secs);
         // An unreadable or non-JSON error body still has a usable status.
-        let bytes = resp.bytes().await.unwrap_or_default();
+        let bytes = crate::outbound::bytes(resp).await.unwrap_or_default();
         let parsed: ErrorBody = serde_json::from_slice(&bytes).unwrap_or_default();
         Response::Reply(Reply {
             status,
@@ -443,8 +454,12 @@ impl ApnsClient {
     }
 }
 
-fn build_http2_client(certs: &[reqwest::Certificate]) -> Result<reqwest::Client, ApnsError> {
-    reqwest::Client::builder()
+fn build_http2_client(
+    certs: &[reqwest::Certificate],
+    proxy: Option<&Url>,
+) -> Result<reqwest::Client, ApnsError> {
+    crate::outbound::client_builder(proxy)
+        .map_err(|e| ApnsError::Http(e.to_string()))?
         // APNs is HTTP/2 only. Prior knowledge means h2c for http:// and ALPN "h2" alone for
         // https://, and lets the pool share one connection among requests started together.
         .http2_prior_knowledge()

@@ -11,6 +11,7 @@ use tokio::sync::{mpsc, Semaphore};
 use crate::backoff::Backoff;
 use crate::health::Health;
 use crate::lease::{LeasedWork, RetryPolicy, Step};
+use crate::origin::Admission;
 use crate::outcome::Outcome;
 use crate::providers::Providers;
 use crate::registration::Provider;
@@ -133,9 +134,17 @@ impl DeliveryWork {
     }
 }
 
+/// `after` from `now_ms`, rounded up to the next whole second so that deliveries deferred
+/// together go back to the queue in one statement.
+fn due_after(now_ms: i64, after: Duration) -> i64 {
+    let at = now_ms.saturating_add(i64::try_from(after.as_millis()).unwrap_or(i64::MAX));
+    at.saturating_sub(at.rem_euclid(1000)).saturating_add(1000)
+}
+
 /// Deliveries finish on their own tasks: `process` only starts them, each holding a slot of
-/// the total and, once it has one, of its provider's lane. When the loop stops, deliveries in
-/// flight still finish (or their leases lapse).
+/// the total and, once it has one, of its provider's lane (Web Push first waits for a slot of
+/// its endpoint's origin, see [`crate::origin`]). When the loop stops, deliveries in flight
+/// still finish (or their leases lapse).
 impl LeasedWork for DeliveryWork {
     type Item = ClaimedDelivery;
     const NAME: &'static str = "push queue";
@@ -156,23 +165,83 @@ impl LeasedWork for DeliveryWork {
     }
 
     async fn process(&self, claimed: Vec<ClaimedDelivery>) {
+        // Deliveries put back in the queue (their Web Push origin busy or backing off, or no
+        // slot left), by when they are due again.
+        let mut deferred: HashMap<i64, Vec<(String, String)>> = HashMap::new();
+        let now = now_ms();
         for delivery in claimed {
-            let Ok(permit) = self.total.clone().try_acquire_owned() else {
-                break;
+            let label = delivery
+                .device
+                .as_ref()
+                .map_or("unknown", |d| d.platform.provider().as_str());
+            let ticket = match delivery
+                .device
+                .as_ref()
+                .and_then(|d| self.worker.providers.admit(d))
+            {
+                None => None,
+                Some(Admission::Queued(ticket)) => Some(ticket),
+                Some(Admission::Deferred { after, reason }) => {
+                    metrics::counter!("pushwarden_push_deferred_total", "provider" => label, "reason" => reason)
+                        .increment(1);
+                    deferred
+                        .entry(due_after(now, after))
+                        .or_default()
+                        .push(delivery.key());
+                    continue;
+                }
             };
+            // Others take a slot of the total now; Web Push takes one once its origin has a
+            // slot for it, so waiting for a busy origin holds nothing another delivery needs.
+            let permit = match ticket {
+                Some(_) => None,
+                None => match self.total.clone().try_acquire_owned() {
+                    Ok(permit) => Some(permit),
+                    Err(_) => {
+                        deferred.entry(now).or_default().push(delivery.key());
+                        continue;
+                    }
+                },
+            };
+            let total = self.total.clone();
             let worker = self.worker.clone();
             let lane = delivery
                 .device
                 .as_ref()
                 .and_then(|d| self.lanes.get(&d.platform.provider()).cloned());
             tokio::spawn(async move {
-                let _permit = permit;
+                let (_origin, _permit) = match ticket {
+                    None => (None, permit),
+                    Some(ticket) => match ticket.enter().await {
+                        Ok(pass) => (Some(pass), total.acquire_owned().await.ok()),
+                        Err(after) => {
+                            metrics::counter!("pushwarden_push_deferred_total", "provider" => label, "reason" => "origin_busy")
+                                .increment(1);
+                            let at = due_after(now_ms(), after);
+                            if let Err(e) = worker.deliveries.defer(&[delivery.key()], at).await {
+                                tracing::warn!(error = %e, "push queue: deferring failed; the lease will bring it back");
+                            }
+                            return;
+                        }
+                    },
+                };
                 let _lane = match lane {
                     Some(l) => l.acquire_owned().await.ok(),
                     None => None,
                 };
                 worker.deliver(delivery).await;
             });
+        }
+        for (at, keys) in deferred {
+            tracing::debug!(
+                count = keys.len(),
+                due_ms = at,
+                "push queue: deferred deliveries to a busy or backing-off origin"
+            );
+            // Not lost if this fails: the lease brings them back.
+            if let Err(e) = self.worker.deliveries.defer(&keys, at).await {
+                tracing::warn!(error = %e, count = keys.len(), "push queue: deferring failed; the lease will bring them back");
+            }
         }
     }
 

@@ -187,6 +187,13 @@ impl std::fmt::Debug for FcmClient {
 /// A failure while obtaining an access token, already classified for the caller.
 type TokenResult = Result<String, Outcome>;
 
+fn build_client(proxy: Option<&Url>) -> Result<reqwest::Client, reqwest::Error> {
+    crate::outbound::client_builder(proxy)?
+        .timeout(REQUEST_TIMEOUT)
+        .connect_timeout(Duration::from_secs(10))
+        .build()
+}
+
 impl FcmClient {
     /// Validates the key and URLs up front so a misconfiguration shows at startup rather than
     /// on the first push. `endpoint_override` replaces `https://fcm.googleapis.com`.
@@ -198,10 +205,7 @@ impl FcmClient {
             None => Url::parse(DEFAULT_BASE).map_err(FcmError::Endpoint)?,
         };
         let send_url = send_url(&base, &account.project_id).map_err(FcmError::Endpoint)?;
-        let http = reqwest::Client::builder()
-            .timeout(REQUEST_TIMEOUT)
-            .connect_timeout(Duration::from_secs(10))
-            .build()?;
+        let http = build_client(None)?;
         Ok(Self {
             http,
             account,
@@ -212,6 +216,13 @@ impl FcmClient {
             refresh_gate: tokio::sync::Mutex::new(()),
             clock: crate::clock::system(),
         })
+    }
+
+    /// Connects (to FCM and to the token endpoint) through `proxy` instead of directly.
+    /// Without it no proxy is used, whatever the environment says.
+    pub fn with_proxy(mut self, proxy: &Url) -> Result<Self, FcmError> {
+        self.http = build_client(Some(proxy))?;
+        Ok(self)
     }
 
     /// Reads the time for the access-token cache from `clock`.
@@ -271,7 +282,7 @@ impl FcmClient {
         };
         let status = response.status();
         let retry_after = retry_after_header(response.headers());
-        let text = match response.text().await {
+        let text = match crate::outbound::text(response).await {
             Ok(text) => text,
             Err(err) => {
                 return Attempt::Done(Outcome::Retry {
@@ -343,10 +354,12 @@ impl FcmClient {
             })?;
         let status = response.status();
         let retry_after = retry_after_header(response.headers());
-        let text = response.text().await.map_err(|err| Outcome::Retry {
-            after: retry_after,
-            reason: format!("reading OAuth token response failed: {err}"),
-        })?;
+        let text = crate::outbound::text(response)
+            .await
+            .map_err(|err| Outcome::Retry {
+                after: retry_after,
+                reason: format!("reading OAuth token response failed: {err}"),
+            })?;
         if !status.is_success() {
             let reason = format!("OAuth token endpoint answered {status}: {}", snippet(&text));
             // 5xx and 429 are the token service's trouble; anything else (invalid_grant,

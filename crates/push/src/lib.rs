@@ -4,6 +4,9 @@
 //! - [`fcm`]: Firebase Cloud Messaging HTTP v1, service-account OAuth, data messages.
 //! - [`webpush`]: Web Push and UnifiedPush, RFC 8291 encryption and RFC 8292 VAPID.
 //! - [`providers`]: the configured providers behind one call.
+//! - [`ssrf`]: the addresses a user-supplied endpoint may not reach, before and after DNS.
+//! - [`origin`]: per-origin limits and backoff for user-supplied Web Push endpoints.
+//! - [`outbound`]: every outbound HTTP client: no environment proxy, capped response bodies.
 //! - [`outcome`]: every provider's answer phrased as what the queue does next.
 //! - [`health`]: each provider's configuration error, for logs and `/health`.
 //! - [`clock`]: the time the token caches read, which tests move by hand.
@@ -26,10 +29,13 @@ pub mod delivery;
 pub mod fcm;
 pub mod health;
 pub mod lease;
+pub mod origin;
+pub mod outbound;
 pub mod outcome;
 pub mod providers;
 pub mod registration;
 pub mod service;
+pub mod ssrf;
 pub mod store;
 pub mod upstream;
 pub mod webpush;

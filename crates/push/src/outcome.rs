@@ -97,7 +97,15 @@ impl From<webpush::Outcome> for Outcome {
             },
             webpush::Outcome::Retry { after } => Outcome::Retry {
                 after,
-                reason: "push service busy or unreachable".into(),
+                reason: "push service busy".into(),
+            },
+            webpush::Outcome::Unreachable { reason } => Outcome::Retry {
+                after: None,
+                reason: format!("push service unreachable: {reason}"),
+            },
+            // The name points somewhere we never connect to; retrying cannot help.
+            webpush::Outcome::Refused { reason } => Outcome::Rejected {
+                reason: format!("Web Push endpoint refused: {reason}"),
             },
             // A push service refusing our VAPID signature refuses every push alike.
             webpush::Outcome::Permanent { status, body } if status == 401 || status == 403 => {

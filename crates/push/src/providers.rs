@@ -1,6 +1,7 @@
 //! The configured providers behind one call: deliver this push to that device.
 
-use std::net::SocketAddr;
+use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -9,8 +10,10 @@ use url::Url;
 
 use crate::apns::{self, ApnsClient, ApnsConfig, Environment, SendOptions};
 use crate::fcm::{self, FcmClient, ServiceAccount};
+use crate::origin::{origin_key, Admission, Origins};
 use crate::outcome::Outcome;
 use crate::registration::{Channel, Platform, Provider};
+use crate::ssrf::{CheckError, GuardedResolver};
 use crate::store::ClaimedDevice;
 use crate::webpush::{self, Subscription, Urgency, VapidKey};
 
@@ -32,6 +35,33 @@ pub struct ProvidersConfig {
     pub webpush: Option<WebPushConfig>,
     /// Lifts the SSRF guard on Web Push endpoints (tests, LAN distributors).
     pub allow_private_endpoints: bool,
+    /// Names Web Push endpoints resolve to without DNS (tests); the guard still applies.
+    pub resolve_overrides: HashMap<String, Vec<IpAddr>>,
+    /// Every provider connects through this HTTP(S) proxy. Unset, none is used: `HTTPS_PROXY`
+    /// and the like in the environment are ignored.
+    pub proxy: Option<Url>,
+    pub webpush_limits: WebPushLimits,
+}
+
+/// How long a Web Push request may take, and how many may be in flight to one endpoint origin.
+/// Endpoints are user-supplied, so these are short.
+#[derive(Clone, Copy, Debug)]
+pub struct WebPushLimits {
+    pub connect_timeout: Duration,
+    /// The whole request: connect, send, answer and the (capped) body.
+    pub timeout: Duration,
+    /// Pushes in flight to one origin (scheme, host, port); more wait in the queue.
+    pub origin_concurrency: usize,
+}
+
+impl Default for WebPushLimits {
+    fn default() -> Self {
+        Self {
+            connect_timeout: Duration::from_secs(5),
+            timeout: Duration::from_secs(15),
+            origin_concurrency: 16,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -40,13 +70,17 @@ pub enum ProviderError {
     Apns(#[from] apns::ApnsError),
     #[error("FCM: {0}")]
     Fcm(#[from] fcm::FcmError),
-    #[error("Web Push HTTP client: {0}")]
+    #[error("HTTP client: {0}")]
     WebPushClient(#[from] reqwest::Error),
 }
 
 struct WebPushSender {
     client: reqwest::Client,
     config: WebPushConfig,
+    /// Requests go through a configured proxy, which resolves endpoint names itself.
+    proxied: bool,
+    /// How long resolving an endpoint's name before a proxied request may take.
+    connect_timeout: Duration,
 }
 
 /// The providers, ready to send.
@@ -55,31 +89,61 @@ pub struct Providers {
     fcm: Option<FcmClient>,
     webpush: Option<WebPushSender>,
     allow_private_endpoints: bool,
+    /// Endpoint names checked before a proxied Web Push request.
+    resolver: GuardedResolver,
+    /// Web Push requests in flight and backoff, per endpoint origin.
+    origins: Origins,
 }
 
 impl Providers {
     pub fn new(config: ProvidersConfig) -> Result<Self, ProviderError> {
-        let apns = config.apns.map(ApnsClient::new).transpose()?;
+        let proxy = config.proxy.as_ref();
+        let apns = config
+            .apns
+            .map(|c| {
+                let client = ApnsClient::new(c)?;
+                match proxy {
+                    Some(p) => client.with_proxy(p),
+                    None => Ok(client),
+                }
+            })
+            .transpose()?;
         let fcm = config
             .fcm
-            .map(|(account, endpoint)| FcmClient::new(account, endpoint))
+            .map(|(account, endpoint)| {
+                let client = FcmClient::new(account, endpoint)?;
+                match proxy {
+                    Some(p) => client.with_proxy(p),
+                    None => Ok(client),
+                }
+            })
             .transpose()?;
         let allow_private = config.allow_private_endpoints;
+        let resolver = GuardedResolver::new(config.resolve_overrides, allow_private);
+        let limits = config.webpush_limits;
         let webpush = match config.webpush {
             None => None,
-            Some(config) => {
-                let mut builder = reqwest::Client::builder()
+            Some(webpush) => {
+                let mut builder = crate::outbound::client_builder(proxy)?
                     // A redirect would sidestep the endpoint check; UnifiedPush forbids them.
                     .redirect(reqwest::redirect::Policy::none())
-                    .connect_timeout(Duration::from_secs(10))
-                    .timeout(Duration::from_secs(30))
+                    // Endpoints are user-supplied: a slow or silent one holds a slot only
+                    // this long.
+                    .connect_timeout(limits.connect_timeout)
+                    .timeout(limits.timeout)
                     .pool_idle_timeout(Duration::from_secs(90));
-                if !allow_private {
-                    builder = builder.dns_resolver(Arc::new(PublicOnlyResolver));
+                // Directly, every resolved address passes the SSRF guard (the URL check sees
+                // only literal IPs, not where a name points). Through a proxy the only name
+                // resolved here is the proxy's, which the operator chose and may well be
+                // private; the endpoint's name is checked before each request instead.
+                if proxy.is_none() {
+                    builder = builder.dns_resolver(Arc::new(resolver.clone()));
                 }
                 Some(WebPushSender {
                     client: builder.build()?,
-                    config,
+                    config: webpush,
+                    proxied: proxy.is_some(),
+                    connect_timeout: limits.connect_timeout,
                 })
             }
         };
@@ -88,6 +152,8 @@ impl Providers {
             fcm,
             webpush,
             allow_private_endpoints: allow_private,
+            resolver,
+            origins: Origins::new(limits.origin_concurrency, limits.timeout),
         })
     }
 
@@ -98,6 +164,8 @@ impl Providers {
             fcm: None,
             webpush: None,
             allow_private_endpoints: false,
+            resolver: GuardedResolver::default(),
+            origins: Origins::new(1, WebPushLimits::default().timeout),
         }
     }
 
@@ -115,6 +183,17 @@ impl Providers {
             .into_iter()
             .filter(|p| self.is_configured(p.provider()))
             .collect()
+    }
+
+    /// Whether a delivery to `device` may start: Web Push and UnifiedPush deliveries need a slot
+    /// of their endpoint's origin ([`crate::origin`]); others always may (`None`).
+    pub fn admit(&self, device: &ClaimedDevice) -> Option<Admission> {
+        let Channel::WebPush { endpoint, .. } = &device.channel else {
+            return None;
+        };
+        // An endpoint that does not parse is rejected by the delivery itself.
+        let url = Url::parse(endpoint).ok()?;
+        Some(self.origins.admit(&origin_key(&url)))
     }
 
     pub fn allow_private_endpoints(&self) -> bool {
@@ -224,10 +303,60 @@ impl Providers {
             ttl,
             urgency,
         ) {
-            Ok(request) => webpush::send(&sender.client, &request).await.into(),
+            Ok(request) => {
+                let started = Instant::now();
+                let checked = if sender.proxied {
+                    self.check_proxied(sender, &request.endpoint).await
+                } else {
+                    Ok(())
+                };
+                let outcome = match checked {
+                    Ok(()) => webpush::send(&sender.client, &request).await,
+                    Err(refused_or_unresolved) => refused_or_unresolved,
+                };
+                // A refused name says nothing about how the origin answers.
+                if matches!(outcome, webpush::Outcome::Refused { .. }) {
+                    return outcome.into();
+                }
+                let answered = !matches!(outcome, webpush::Outcome::Unreachable { .. });
+                self.origins
+                    .record(&origin_key(&request.endpoint), answered, started.elapsed());
+                outcome.into()
+            }
             Err(e) => Outcome::Rejected {
                 reason: format!("Web Push: {e}"),
             },
+        }
+    }
+}
+
+impl Providers {
+    /// Before a Web Push request goes to the proxy, which resolves the endpoint's name itself:
+    /// the name must resolve here, and to no special-purpose address (see
+    /// [`GuardedResolver::check_all`] for the DNS-rebinding gap this leaves).
+    async fn check_proxied(
+        &self,
+        sender: &WebPushSender,
+        endpoint: &Url,
+    ) -> Result<(), webpush::Outcome> {
+        // Literal addresses were checked with the URL.
+        let Some(url::Host::Domain(host)) = endpoint.host() else {
+            return Ok(());
+        };
+        // A name server that never answers holds the delivery no longer than a connect would.
+        let checked =
+            tokio::time::timeout(sender.connect_timeout, self.resolver.check_all(host)).await;
+        match checked {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(CheckError::Refused(refused))) => Err(webpush::Outcome::Refused {
+                reason: refused.to_string(),
+            }),
+            Ok(Err(CheckError::Lookup(e))) => Err(webpush::Outcome::Unreachable {
+                reason: format!("resolving {host}: {e}"),
+            }),
+            Err(_) => Err(webpush::Outcome::Unreachable {
+                reason: format!("resolving {host} timed out"),
+            }),
         }
     }
 }
@@ -254,29 +383,6 @@ pub fn parse_subscription(
 fn not_configured(provider: Provider) -> Outcome {
     Outcome::Misconfigured {
         reason: format!("{} is not configured", provider.as_str()),
-    }
-}
-
-/// Resolves names for Web Push and refuses private addresses, so a hostname that points into
-/// the operator's network cannot be used to reach it (the URL check sees only literal IPs).
-struct PublicOnlyResolver;
-
-impl reqwest::dns::Resolve for PublicOnlyResolver {
-    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
-        let host = name.as_str().to_owned();
-        Box::pin(async move {
-            let resolved: Vec<SocketAddr> =
-                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
-            let public: Vec<SocketAddr> = resolved
-                .into_iter()
-                .filter(|a| !webpush::is_private_ip(a.ip()))
-                .collect();
-            if public.is_empty() {
-                return Err(format!("{host} resolves only to private addresses").into());
-            }
-            let addrs: reqwest::dns::Addrs = Box::new(public.into_iter());
-            Ok(addrs)
-        })
     }
 }
 
@@ -309,8 +415,8 @@ mod tests {
             .await
             .expect_err("a private address must be refused");
         assert!(
-            format!("{refused:?}").contains("private addresses"),
-            "{refused:?}"
+            crate::ssrf::refused_in(&refused).is_some(),
+            "the guard refused it: {refused:?}"
         );
         // With private endpoints allowed the same request reaches the listener.
         let open = Providers::new(ProvidersConfig {

@@ -123,22 +123,36 @@ fn retry_after(response: &reqwest::Response) -> Option<Duration> {
         .map(Duration::from_secs)
 }
 
+fn build_client(
+    config: &UpstreamConfig,
+    proxy: Option<&Url>,
+) -> Result<reqwest::Client, reqwest::Error> {
+    let mut builder = crate::outbound::client_builder(proxy)?
+        .connect_timeout(Duration::from_secs(10))
+        .timeout(Duration::from_secs(30));
+    if let Some(pem) = &config.ca_pem {
+        for cert in reqwest::Certificate::from_pem_bundle(pem)? {
+            builder = builder.add_root_certificate(cert);
+        }
+    }
+    builder.build()
+}
+
 impl Upstream {
     pub fn new(config: UpstreamConfig) -> Result<Self, reqwest::Error> {
-        let mut builder = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .timeout(Duration::from_secs(30));
-        if let Some(pem) = &config.ca_pem {
-            for cert in reqwest::Certificate::from_pem_bundle(pem)? {
-                builder = builder.add_root_certificate(cert);
-            }
-        }
         Ok(Self {
+            http: build_client(&config, None)?,
             config,
-            http: builder.build()?,
             token: tokio::sync::Mutex::new(TokenState::default()),
             clock: crate::clock::system(),
         })
+    }
+
+    /// Connects through `proxy` instead of directly. Without it no proxy is used, whatever the
+    /// environment says.
+    pub fn with_proxy(mut self, proxy: &Url) -> Result<Self, reqwest::Error> {
+        self.http = build_client(&self.config, Some(proxy))?;
+        Ok(self)
     }
 
     /// Reads the time for the token cache and the refusal back-off from `clock`.
@@ -199,7 +213,7 @@ impl Upstream {
         let status = response.status();
         if status == reqwest::StatusCode::BAD_REQUEST || status == reqwest::StatusCode::UNAUTHORIZED
         {
-            let text = response.text().await.unwrap_or_default();
+            let text = crate::outbound::text(response).await.unwrap_or_default();
             state.refusals = state.refusals.saturating_add(1);
             let wait = Duration::from_secs(60)
                 .saturating_mul(1u32 << (state.refusals - 1).min(6))
@@ -223,14 +237,14 @@ impl Upstream {
                 reason: format!("identity server answered {status}"),
             });
         }
-        let parsed: TokenResponse =
-            response
-                .json()
-                .await
-                .map_err(|e| UpstreamOutcome::IdentityUnavailable {
-                    after: None,
-                    reason: format!("unexpected token response: {e}"),
-                })?;
+        let parsed: TokenResponse = crate::outbound::bytes(response)
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|body| serde_json::from_slice(&body).map_err(|e| e.to_string()))
+            .map_err(|e| UpstreamOutcome::IdentityUnavailable {
+                after: None,
+                reason: format!("unexpected token response: {e}"),
+            })?;
         state.refusals = 0;
         state.refused_until = None;
         let life = Duration::from_secs(parsed.expires_in.max(1)).mul_f64(0.8);
@@ -280,8 +294,7 @@ impl Upstream {
                 continue;
             }
             let after = retry_after(&response);
-            let text: String = response
-                .text()
+            let text: String = crate::outbound::text(response)
                 .await
                 .unwrap_or_default()
                 .chars()

@@ -6,7 +6,6 @@
 //! Everything except [`send`] is pure and synchronous so it can be pinned by test vectors.
 
 use std::collections::HashMap;
-use std::net::{Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
 use aes_gcm::aead::{Aead, KeyInit};
@@ -466,10 +465,14 @@ pub enum Outcome {
     Delivered,
     /// 404/410: the subscription is dead; delete it.
     Gone,
-    /// 429, 5xx or a transport failure: try again later, no sooner than `after` if given.
+    /// 429 or 5xx: try again later, no sooner than `after` if given.
     Retry { after: Option<Duration> },
     /// Anything else (413, 400, 401/403, redirects …): retrying the same request cannot help.
     Permanent { status: u16, body: String },
+    /// No answer: the connection failed or timed out. Try again later.
+    Unreachable { reason: String },
+    /// The endpoint's name resolves to an address the SSRF guard refuses ([`crate::ssrf`]).
+    Refused { reason: String },
 }
 
 /// Caps the body we keep from error responses; it is for logs, not for parsing.
@@ -486,8 +489,20 @@ pub async fn send(client: &reqwest::Client, req: &WebPushRequest) -> Outcome {
     let response = match builder.send().await {
         Ok(r) => r,
         Err(e) => {
+            if let Some(refused) = crate::ssrf::refused_in(&e) {
+                return Outcome::Refused {
+                    reason: refused.to_string(),
+                };
+            }
             tracing::debug!(error = %e, "web push transport error");
-            return Outcome::Retry { after: None };
+            let reason = if e.is_timeout() {
+                "timed out".to_owned()
+            } else if e.is_connect() {
+                "connection failed".to_owned()
+            } else {
+                e.to_string()
+            };
+            return Outcome::Unreachable { reason };
         }
     };
     let status = response.status().as_u16();
@@ -503,7 +518,11 @@ pub async fn send(client: &reqwest::Client, req: &WebPushRequest) -> Outcome {
             Outcome::Retry { after }
         }
         _ => {
-            let mut body = response.text().await.unwrap_or_default();
+            // Only the start of the body is read (it is for logs); the rest is dropped unread.
+            let mut body = crate::outbound::read_capped(response, MAX_ERROR_BODY)
+                .await
+                .map(|c| c.text())
+                .unwrap_or_default();
             if body.len() > MAX_ERROR_BODY {
                 let mut cut = MAX_ERROR_BODY;
                 while !body.is_char_boundary(cut) {
@@ -572,43 +591,8 @@ fn parse_imf_fixdate(s: &str) -> Option<u64> {
     Some(days * 86_400 + h * 3600 + m * 60 + sec)
 }
 
-/// Whether an address is loopback, private, link-local or otherwise not on the public internet.
-pub fn is_private_ip(ip: std::net::IpAddr) -> bool {
-    match ip {
-        std::net::IpAddr::V4(v4) => private_v4(v4),
-        std::net::IpAddr::V6(v6) => private_v6(v6),
-    }
-}
-
-fn private_v4(ip: Ipv4Addr) -> bool {
-    let o = ip.octets();
-    ip.is_loopback()
-        || ip.is_private()
-        || ip.is_link_local()
-        || ip.is_unspecified()
-        || ip.is_broadcast()
-        || ip.is_multicast()
-        // 0.0.0.0/8 reaches the local host on Linux; 100.64/10 is carrier-grade NAT, internal
-        // to a provider network.
-        || o[0] == 0
-        || (o[0] == 100 && (o[1] & 0xc0) == 64)
-}
-
-fn private_v6(ip: Ipv6Addr) -> bool {
-    // IPv4-mapped (::ffff:a.b.c.d) would otherwise smuggle a private IPv4 address through.
-    if let Some(v4) = ip.to_ipv4_mapped() {
-        return private_v4(v4);
-    }
-    let first = ip.segments()[0];
-    ip.is_loopback()
-        || ip.is_unspecified()
-        || ip.is_multicast()
-        || (first & 0xfe00) == 0xfc00 // fc00::/7 unique local
-        || (first & 0xffc0) == 0xfe80 // fe80::/10 link-local
-}
-
-/// SSRF guard for user-supplied endpoints, checked on the URL alone: scheme, literal IP ranges and
-/// `localhost` names. It cannot see what a hostname resolves to, so the caller must also check
+/// SSRF guard for user-supplied endpoints, checked on the URL alone: scheme, literal IP ranges
+/// ([`crate::ssrf`]) and `localhost` names. It cannot see what a hostname resolves to, so the caller must also check
 /// resolved addresses at connect time (e.g. a resolver wrapper on the HTTP client) and disable
 /// redirects. `allow_private` is for tests and deployments that push to an internal ntfy.
 pub fn check_endpoint(url: &Url, allow_private: bool) -> Result<(), WebPushError> {
@@ -628,16 +612,16 @@ pub fn check_endpoint(url: &Url, allow_private: bool) -> Result<(), WebPushError
         return Ok(());
     }
     let refused = match host {
-        Host::Ipv4(ip) => private_v4(ip),
-        Host::Ipv6(ip) => private_v6(ip),
+        Host::Ipv4(ip) => crate::ssrf::refusal(ip.into()),
+        Host::Ipv6(ip) => crate::ssrf::refusal(ip.into()),
         Host::Domain(name) => {
             let name = name.trim_end_matches('.').to_ascii_lowercase();
-            name == "localhost" || name.ends_with(".localhost")
+            (name == "localhost" || name.ends_with(".localhost")).then_some("loopback (localhost)")
         }
     };
-    if refused {
+    if let Some(range) = refused {
         return Err(WebPushError::EndpointRefused(format!(
-            "{host} is a local or private address"
+            "{host} is a local, private or special-purpose address: {range}"
         )));
     }
     Ok(())

@@ -339,6 +339,73 @@ async fn queue_leases_retries_and_survives_reconnecting() {
     }
 }
 
+/// A deferred delivery (its Web Push origin busy or backing off) goes back to the queue
+/// untried: invisible until the new time, its attempts unchanged, never lost.
+#[tokio::test]
+async fn deferred_deliveries_wait_without_counting_an_attempt() {
+    for (backend, t) in support::both().await {
+        let s = &t.store;
+        for id in ["a", "b", "c"] {
+            s.registrations()
+                .upsert(&device(id, "u1", Platform::Fcm, 0))
+                .await
+                .unwrap();
+        }
+        s.deliveries()
+            .enqueue(&to(Recipient::User("u1".into())), &message(), ALL, 1_000)
+            .await
+            .unwrap();
+        let lease = Duration::from_secs(30);
+        let claimed = s.deliveries().claim(1_000, lease, 10).await.unwrap();
+        assert_eq!(claimed.len(), 3, "{backend}");
+        // One fails once (attempt counted), then two are deferred together.
+        let plan = RetryPlan {
+            attempts: 1,
+            next_attempt_ms: 1_500,
+            error: "timed out".into(),
+        };
+        s.deliveries()
+            .retry(&claimed[0].key(), &plan)
+            .await
+            .unwrap();
+        let failed = s.deliveries().claim(1_500, lease, 10).await.unwrap();
+        assert_eq!(failed.len(), 1, "{backend}");
+        let keys: Vec<(String, String)> = claimed[1..]
+            .iter()
+            .chain(&failed)
+            .map(|c| c.key())
+            .collect();
+        s.deliveries().defer(&keys, 8_000).await.unwrap();
+        assert!(
+            s.deliveries()
+                .claim(7_999, lease, 10)
+                .await
+                .unwrap()
+                .is_empty(),
+            "{backend}: deferred rows are not due before their time"
+        );
+        assert_eq!(s.deliveries().next_due_ms().await.unwrap(), Some(8_000));
+        let mut again = s.deliveries().claim(8_000, lease, 10).await.unwrap();
+        again.sort_by(|x, y| x.device_id.cmp(&y.device_id));
+        let attempts: Vec<(String, u32)> = again
+            .iter()
+            .map(|c| (c.device_id.clone(), c.attempts))
+            .collect();
+        let mut expected: Vec<(String, u32)> = claimed
+            .iter()
+            .map(|c| {
+                (
+                    c.device_id.clone(),
+                    u32::from(c.device_id == failed[0].device_id),
+                )
+            })
+            .collect();
+        expected.sort();
+        assert_eq!(attempts, expected, "{backend}: deferring counts no attempt");
+        t.remove().await;
+    }
+}
+
 #[tokio::test]
 async fn dead_tokens_are_removed_unless_renewed() {
     for (backend, t) in support::both().await {

@@ -311,6 +311,17 @@ fn ssrf_guard() {
         "https://localhost/x",
         "https://LOCALHOST./x",
         "https://foo.localhost/x",
+        // Issue 13, row 8: special-purpose ranges and IPv6 forms embedding IPv4.
+        "https://[::7f00:1]/x",
+        "https://[64:ff9b::7f00:1]/x",
+        "https://[2002:7f00:1::1]/x",
+        "https://[::ffff:0:7f00:1]/x",
+        "https://[fec0::1]/x",
+        "https://[100::1]/x",
+        "https://198.18.0.1/x",
+        "https://192.0.0.1/x",
+        "https://240.0.0.1/x",
+        "https://192.0.2.1/x",
     ];
     for u in refused {
         let url = Url::parse(u).expect(u);
@@ -435,12 +446,15 @@ async fn send_against_fake_push_service() {
         Outcome::Permanent { status: 403, .. }
     ));
 
-    // Nothing listening: transport error → retry.
+    // Nothing listening: transport error → unreachable (retried, and counted against the origin).
     fake.shutdown();
     stopped_listening(&fake.url()).await;
     let req =
         build_request(&restricted, payload, &vapid, SUBJECT, 60, Urgency::Low).expect("build");
-    assert_eq!(send(&client, &req).await, Outcome::Retry { after: None });
+    assert!(matches!(
+        send(&client, &req).await,
+        Outcome::Unreachable { .. }
+    ));
 }
 
 /// Waits until nothing accepts connections at `base` any more (a fake just shut down).

@@ -142,6 +142,7 @@ impl Default for TransportConfig {
 pub struct PushConfig {
     pub from_send: Option<bool>,
     pub allow_private_endpoints: bool,
+    pub proxy: Option<String>,
     #[serde(with = "humantime_serde")]
     pub max_age: Duration,
     pub concurrency: usize,
@@ -157,6 +158,7 @@ impl Default for PushConfig {
         Self {
             from_send: None,
             allow_private_endpoints: false,
+            proxy: None,
             max_age: d.max_age,
             concurrency: d.concurrency,
             retry_base: d.backoff.base,
@@ -193,14 +195,23 @@ pub struct WebPushConfig {
     pub vapid_subject: Option<String>,
     #[serde(with = "humantime_serde")]
     pub ttl: Duration,
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    pub origin_concurrency: usize,
 }
 
 impl Default for WebPushConfig {
     fn default() -> Self {
+        let limits = pushwarden_push::providers::WebPushLimits::default();
         Self {
             vapid_private_key: None,
             vapid_subject: None,
             ttl: Duration::from_secs(24 * 3600),
+            connect_timeout: limits.connect_timeout,
+            timeout: limits.timeout,
+            origin_concurrency: limits.origin_concurrency,
         }
     }
 }
@@ -356,6 +367,21 @@ impl Config {
         if self.push.concurrency == 0 {
             problems.push(format!("{} must be at least 1", named("push.concurrency")));
         }
+        if self.webpush.origin_concurrency == 0 {
+            problems.push(format!(
+                "{} must be at least 1",
+                named("webpush.origin_concurrency")
+            ));
+        }
+        if let Some(proxy) = &self.push.proxy {
+            match url::Url::parse(proxy) {
+                Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
+                _ => problems.push(format!(
+                    "{} must be an http:// or https:// proxy URL, not {proxy:?}",
+                    named("push.proxy")
+                )),
+            }
+        }
         if self.hub.max_message_size < 64 {
             problems.push(format!(
                 "{} must be at least 64 bytes, not {}",
@@ -380,6 +406,8 @@ impl Config {
             ("push.max_age", self.push.max_age),
             ("push.retry_base", self.push.retry_base),
             ("push.retry_max", self.push.retry_max),
+            ("webpush.connect_timeout", self.webpush.connect_timeout),
+            ("webpush.timeout", self.webpush.timeout),
             ("relay.token_lifetime", self.relay.token_lifetime),
             (
                 "limits.header_read_timeout",
@@ -759,6 +787,24 @@ mod tests {
         assert!(e.contains("PUSHWARDEN_PUSH_CONCURRENCY=-1"), "{e}");
         let e = error(None, &[("PUSHWARDEN_WEBPUSH_TTL", "soon")]);
         assert!(e.contains("PUSHWARDEN_WEBPUSH_TTL=soon"), "{e}");
+        let e = error(
+            None,
+            &[("PUSHWARDEN_PUSH_PROXY", "socks5://127.0.0.1:1080")],
+        );
+        assert!(
+            e.contains("push.proxy (PUSHWARDEN_PUSH_PROXY) must be an http:// or https://"),
+            "{e}"
+        );
+        let e = error(None, &[("PUSHWARDEN_WEBPUSH_ORIGIN_CONCURRENCY", "0")]);
+        assert!(
+            e.contains("PUSHWARDEN_WEBPUSH_ORIGIN_CONCURRENCY) must be at least 1"),
+            "{e}"
+        );
+        let e = error(None, &[("PUSHWARDEN_WEBPUSH_TIMEOUT", "0s")]);
+        assert!(
+            e.contains("PUSHWARDEN_WEBPUSH_TIMEOUT) must be greater than zero"),
+            "{e}"
+        );
         // A secret is never shown, even when it is the bad value.
         let file = write_file("secret", "[jwt]\nhs256_secret = 12345\n");
         let e = error(Some(&file), &[]);

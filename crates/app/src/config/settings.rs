@@ -375,6 +375,16 @@ pub const SETTINGS: &[Setting] = &[
     )
     .default("false"),
     Setting::new(
+        "push.proxy",
+        "PUSHWARDEN_PUSH_PROXY",
+        Url,
+        "send every push (APNs, FCM, Web Push, the upstream relay) through this HTTP proxy; \
+         unset, none is used and `HTTPS_PROXY`/`HTTP_PROXY`/`ALL_PROXY` are ignored. Web Push \
+         endpoint names are still resolved here and refused if private",
+    )
+    .unset("none")
+    .example("http://proxy.internal:3128"),
+    Setting::new(
         "push.max_age",
         "PUSHWARDEN_PUSH_MAX_AGE",
         Duration,
@@ -484,6 +494,29 @@ pub const SETTINGS: &[Setting] = &[
         "how long a push service keeps a message for an offline browser",
     )
     .default("24h"),
+    Setting::new(
+        "webpush.connect_timeout",
+        "PUSHWARDEN_WEBPUSH_CONNECT_TIMEOUT",
+        Duration,
+        "connecting to a Web Push or UnifiedPush endpoint (user-supplied) gives up after this",
+    )
+    .default("5s"),
+    Setting::new(
+        "webpush.timeout",
+        "PUSHWARDEN_WEBPUSH_TIMEOUT",
+        Duration,
+        "a whole Web Push request (connect, send, answer) gives up after this; retried later",
+    )
+    .default("15s"),
+    Setting::new(
+        "webpush.origin_concurrency",
+        "PUSHWARDEN_WEBPUSH_ORIGIN_CONCURRENCY",
+        USIZE,
+        "Web Push requests in flight to one origin (scheme, host, port) once it has answered in \
+         time (a new or failing origin gets one at a time); a slow or silent push service is \
+         backed off and delays only its own subscriptions",
+    )
+    .default("16"),
     // [relay]
     Setting::new(
         "relay.token_secret",

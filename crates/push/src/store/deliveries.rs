@@ -153,6 +153,16 @@ impl Deliveries {
         self.queue.retry(key, plan).await
     }
 
+    /// Puts deliveries back untried, to be claimed again at `next_attempt_ms` (an origin that
+    /// is busy or backing off); their attempts are unchanged.
+    pub async fn defer(
+        &self,
+        keys: &[(String, String)],
+        next_attempt_ms: i64,
+    ) -> Result<(), StoreError> {
+        self.queue.defer(keys, next_attempt_ms).await
+    }
+
     /// Frees every delivery's lease (see [`Store::release_all_leases`](super::Store::release_all_leases)).
     pub async fn release_all_leases(&self) -> Result<u64, StoreError> {
         self.queue.release_all().await

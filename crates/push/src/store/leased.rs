@@ -201,6 +201,29 @@ impl Leased {
         self.for_keys(&update, keys).await
     }
 
+    /// Gives claimed rows back to be tried at `next_attempt_ms`, their attempts and last error
+    /// unchanged: deferred, not failed.
+    pub async fn defer<K: RowKey>(
+        &self,
+        keys: &[K],
+        next_attempt_ms: i64,
+    ) -> Result<(), StoreError> {
+        for chunk in keys.chunks((MAX_BINDS - 1) / self.spec.key.len()) {
+            let sql = format!(
+                "UPDATE {} SET next_attempt_ms = $1, lease_until_ms = 0, lease_token = NULL \
+                 WHERE {}",
+                self.spec.table,
+                self.spec.key_in(chunk.len(), 2)
+            );
+            let mut query = sqlx::query(&sql).bind(next_attempt_ms);
+            for key in chunk {
+                query = key.bind_to(query);
+            }
+            query.execute(&self.pool).await?;
+        }
+        Ok(())
+    }
+
     /// Runs `statement WHERE <key in keys>`, as few times as the bind limit allows.
     async fn for_keys<K: RowKey>(&self, statement: &str, keys: &[K]) -> Result<(), StoreError> {
         for chunk in keys.chunks(MAX_BINDS / self.spec.key.len()) {

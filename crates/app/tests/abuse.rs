@@ -72,24 +72,7 @@ impl Target {
     }
 
     async fn start_in(data_dir: PathBuf, extra: &[(&str, &str)]) -> Target {
-        let port = spare_port();
-        let mut env = base_env(&data_dir, port);
-        env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-        let child = Command::new("sh")
-            .arg("-c")
-            .arg("ulimit -n 256 && exec \"$0\" serve")
-            .arg(env!("CARGO_BIN_EXE_pushwarden"))
-            .env_clear()
-            .envs(env)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("pushwarden serve");
-        let target = Target {
-            child,
-            addr: SocketAddr::from(([127, 0, 0, 1], port)),
-            data_dir,
-        };
+        let target = Self::spawn(data_dir, extra);
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if let Ok(Ok((200, _))) =
@@ -105,14 +88,28 @@ impl Target {
 
     /// The same, serving HTTPS with this certificate and key.
     async fn start_tls(cert: &std::path::Path, key: &std::path::Path) -> Target {
+        let (cert, key) = (cert.display().to_string(), key.display().to_string());
+        let target = Self::spawn(
+            common::fresh_data_dir(),
+            &[
+                ("PUSHWARDEN_TLS_CERT_FILE", &cert),
+                ("PUSHWARDEN_TLS_KEY_FILE", &key),
+            ],
+        );
+        // Up once it accepts TCP (a plain /alive cannot answer on the TLS port).
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while target.connect_from(LEGITIMATE).await.is_err() {
+            assert!(Instant::now() < deadline, "the server did not come up");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        target
+    }
+
+    /// `pushwarden serve` under `ulimit -n 256`, not yet waited for.
+    fn spawn(data_dir: PathBuf, extra: &[(&str, &str)]) -> Target {
         let port = spare_port();
-        let data_dir = common::fresh_data_dir();
         let mut env = base_env(&data_dir, port);
-        env.push((
-            "PUSHWARDEN_TLS_CERT_FILE".into(),
-            cert.display().to_string(),
-        ));
-        env.push(("PUSHWARDEN_TLS_KEY_FILE".into(), key.display().to_string()));
+        env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         let child = Command::new("sh")
             .arg("-c")
             .arg("ulimit -n 256 && exec \"$0\" serve")
@@ -123,18 +120,11 @@ impl Target {
             .stderr(Stdio::null())
             .spawn()
             .expect("pushwarden serve");
-        let target = Target {
+        Target {
             child,
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
             data_dir,
-        };
-        // Up once it accepts TCP (a plain /alive cannot answer on the TLS port).
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while target.connect_from(LEGITIMATE).await.is_err() {
-            assert!(Instant::now() < deadline, "the server did not come up");
-            tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        target
     }
 
     fn rss_kb(&self) -> u64 {
@@ -526,26 +516,7 @@ async fn negotiate_floods_are_rate_limited_per_address() {
 
 /// `pushwarden installation create` against a data directory: (id, key).
 fn create_installation(data_dir: &std::path::Path) -> (String, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_pushwarden"))
-        .args(["installation", "create", "--email", "ops@example.com"])
-        .env_clear()
-        .envs(base_env(data_dir, 1))
-        .output()
-        .expect("pushwarden installation create");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let field = |name: &str| {
-        stdout
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .map(|v| v.trim().to_owned())
-            .unwrap_or_else(|| panic!("no {name} in {stdout}"))
-    };
-    (field("id:"), field("key:"))
+    common::create_installation_with_cli(&base_env(data_dir, 1))
 }
 
 fn token_request(id: &str, secret: &str) -> String {

@@ -827,30 +827,6 @@ fn relay_env(p: &Providers, data_dir: &std::path::Path) -> Vec<(String, String)>
     ]
 }
 
-/// `pushwarden installation create` against a data directory: (id, key).
-fn create_installation_with_cli(env: &[(String, String)]) -> (String, String) {
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_pushwarden"))
-        .args(["installation", "create", "--email", "ops@example.com"])
-        .env_clear()
-        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .output()
-        .expect("pushwarden installation create");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let field = |name: &str| {
-        stdout
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .map(|v| v.trim().to_owned())
-            .unwrap_or_else(|| panic!("no {name} in {stdout}"))
-    };
-    (field("id:"), field("key:"))
-}
-
 /// A `pushwarden serve` process, killed when dropped.
 struct Process(std::process::Child);
 
@@ -874,7 +850,7 @@ async fn a_self_hosted_pushwarden_pushes_through_a_relay_process_over_https() {
     let (cert, key) = self_signed(&relay_dir);
     let port = free_port();
     let mut env = relay_env(&p, &relay_dir.join("data"));
-    let (id, installation_key) = create_installation_with_cli(&env);
+    let (id, installation_key) = common::create_installation_with_cli(&env);
     env.extend([
         ("PUSHWARDEN_LISTEN".to_owned(), format!("127.0.0.1:{port}")),
         (

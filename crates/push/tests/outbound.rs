@@ -172,17 +172,22 @@ impl HugeBody {
 /// Row 4: an endpoint answering 400 with a 200 MB chunked body. The push settles as rejected
 /// (a 400 is permanent) and the client stops reading after the cap, so the server manages to
 /// write only what the socket buffers hold, not the 200 MB, and memory stays flat.
+/// Web Push only, to endpoints on loopback (where the test servers are).
+fn local_webpush_providers() -> Providers {
+    Providers::new(ProvidersConfig {
+        webpush: Some(webpush_config()),
+        allow_private_endpoints: true,
+        ..ProvidersConfig::default()
+    })
+    .expect("providers")
+}
+
 #[tokio::test]
 async fn a_huge_error_body_is_read_only_up_to_the_cap() {
     let server = HugeBody::start().await;
     let addr = server.addr;
     let fake = FakeWebPush::start(None).await.expect("fake web push");
-    let providers = Providers::new(ProvidersConfig {
-        webpush: Some(webpush_config()),
-        allow_private_endpoints: true,
-        ..ProvidersConfig::default()
-    })
-    .expect("providers");
+    let providers = local_webpush_providers();
     let target = device(&fake, &format!("http://{addr}/push/huge"));
     let rss_before = peak_rss_kib();
     let started = Instant::now();
@@ -300,12 +305,7 @@ async fn child_push_with_proxy_variables() {
         return;
     }
     let fake = FakeWebPush::start(None).await.expect("fake web push");
-    let providers = Providers::new(ProvidersConfig {
-        webpush: Some(webpush_config()),
-        allow_private_endpoints: true,
-        ..ProvidersConfig::default()
-    })
-    .expect("providers");
+    let providers = local_webpush_providers();
     let target = subscribed(fake.subscribe());
     let outcome = providers.deliver(&target, 0, "{}", None).await;
     println!("CHILD OUTCOME: {outcome:?}");

@@ -371,3 +371,27 @@ pub fn frame_bytes(message: &Message) -> Option<Vec<u8>> {
         _ => None,
     }
 }
+
+/// `pushwarden installation create` against a data directory: (id, key).
+pub fn create_installation_with_cli(env: &[(String, String)]) -> (String, String) {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_pushwarden"))
+        .args(["installation", "create", "--email", "ops@example.com"])
+        .env_clear()
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .output()
+        .expect("pushwarden installation create");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let field = |name: &str| {
+        stdout
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(|v| v.trim().to_owned())
+            .unwrap_or_else(|| panic!("no {name} in {stdout}"))
+    };
+    (field("id:"), field("key:"))
+}

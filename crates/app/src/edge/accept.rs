@@ -22,7 +22,7 @@ use tokio_rustls::rustls::ServerConfig;
 use tokio_rustls::TlsAcceptor;
 use tower::Service;
 
-use super::caps::{ConnectionCaps, Counted, Slot};
+use super::caps::{ConnectionCaps, Counted};
 use super::deadline::DeadlineBody;
 use super::peer::TrustedProxies;
 use super::REFUSED_METRIC;
@@ -119,14 +119,21 @@ pub async fn serve(
         let _ = stream.set_nodelay(true);
         active.fetch_add(1, Ordering::AcqRel);
         let guard = ActiveGuard(active.clone());
-        tokio::spawn(connection(
-            stream,
-            peer,
-            slot,
-            shared.clone(),
-            closing_rx.clone(),
-            guard,
-        ));
+        let io = Counted::new(stream, slot);
+        // Two task kinds, so that a plain connection's task does not carry room for a TLS
+        // handshake: thousands of them are in flight while clients connect, and the heap keeps
+        // that high-water mark.
+        match shared.tls.clone() {
+            None => tokio::spawn(plain(io, peer, shared.clone(), closing_rx.clone(), guard)),
+            Some(acceptor) => tokio::spawn(handshake_then_serve(
+                acceptor,
+                io,
+                peer,
+                shared.clone(),
+                closing_rx.clone(),
+                guard,
+            )),
+        };
     }
     drop(listener);
     let _ = closing.send(true);
@@ -188,18 +195,24 @@ fn refuse(mut stream: TcpStream, refusing: &Arc<AtomicUsize>) {
     });
 }
 
-async fn connection(
-    stream: TcpStream,
+async fn plain(
+    io: Counted<TcpStream>,
     peer: SocketAddr,
-    slot: Slot,
     shared: Arc<Shared>,
     closing: watch::Receiver<bool>,
     _active: ActiveGuard,
 ) {
-    let io = Counted::new(stream, slot);
-    let Some(acceptor) = shared.tls.clone() else {
-        return drive(io, peer, shared, closing).await;
-    };
+    drive(io, peer, shared, closing).await;
+}
+
+async fn handshake_then_serve(
+    acceptor: TlsAcceptor,
+    io: Counted<TcpStream>,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+    closing: watch::Receiver<bool>,
+    _active: ActiveGuard,
+) {
     let limit = shared.options.header_read_timeout;
     let mut stopping = closing.clone();
     let handshake = tokio::select! {

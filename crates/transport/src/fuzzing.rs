@@ -29,3 +29,41 @@ pub fn upgrade(mut request: Request<()>) {
         ),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(method: &str, headers: &[(&str, &str)]) -> Request<()> {
+        let mut builder = Request::builder().method(method).uri("/hub?id=abc");
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
+        builder.body(()).unwrap()
+    }
+
+    const JS_CLIENT: &[(&str, &str)] = &[
+        ("Connection", "Upgrade"),
+        ("Upgrade", "websocket"),
+        ("Sec-WebSocket-Version", "13"),
+        ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
+    ];
+
+    /// The entry point's own assertions (101 for a good upgrade, 4xx otherwise) hold on the
+    /// shapes the seeds cover.
+    #[test]
+    fn upgrades_are_answered_101_or_a_client_error() {
+        upgrade(request("GET", JS_CLIENT));
+        upgrade(request("POST", JS_CLIENT));
+        upgrade(request("GET", &JS_CLIENT[1..]));
+        upgrade(request("GET", &[("Upgrade", "websocket")]));
+        upgrade(request(
+            "GET",
+            &[
+                ("Connection", "keep-alive, Upgrade"),
+                ("Upgrade", "WebSocket"),
+                ("Sec-WebSocket-Version", "8"),
+            ],
+        ));
+    }
+}

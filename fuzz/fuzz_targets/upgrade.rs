@@ -14,13 +14,14 @@ fuzz_target!(|data: &[u8]| {
     let (Some(method), Some(path), Some(version)) = (head.method, head.path, head.version) else {
         return;
     };
-    let mut request = http::Request::builder().method(method).uri(path).version(
-        if version == 1 {
+    let mut request = http::Request::builder()
+        .method(method)
+        .uri(path)
+        .version(if version == 1 {
             http::Version::HTTP_11
         } else {
             http::Version::HTTP_10
-        },
-    );
+        });
     for header in head.headers.iter() {
         request = request.header(header.name, header.value);
     }

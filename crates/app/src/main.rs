@@ -103,6 +103,7 @@ async fn run(cli: Cli) -> Result<()> {
 
 async fn serve(config: Config, development: bool) -> Result<()> {
     metrics::install();
+    secrets::warn_short_inline_secrets(&config);
     let data_dir = config.data_dir.display().to_string();
     let tls = config.tls.cert_file.is_some();
     let running = server::start(config).await?;

@@ -49,7 +49,7 @@ fn apns(config: &Config) -> Result<Option<ApnsConfig>> {
         bail!("APNs is partly configured");
     };
     Ok(Some(ApnsConfig {
-        key_pem: read(key_file, "the APNs key")?,
+        key_pem: crate::secrets::read_private(key_file, "the APNs key")?,
         key_id: key_id.clone(),
         team_id: team_id.clone(),
         topic: topic.clone(),
@@ -73,8 +73,11 @@ fn fcm(config: &Config) -> Result<Option<(ServiceAccount, Option<Url>)>> {
         }
         return Ok(None);
     };
-    let text = String::from_utf8(read(path, "the FCM service account")?)
-        .with_context(|| format!("{} is not UTF-8", path.display()))?;
+    let text = String::from_utf8(crate::secrets::read_private(
+        path,
+        "the FCM service account",
+    )?)
+    .with_context(|| format!("{} is not UTF-8", path.display()))?;
     let account = ServiceAccount::from_json(&text)
         .map_err(|e| anyhow::anyhow!("FCM service account {}: {e}", path.display()))?;
     let endpoint = config
@@ -91,7 +94,7 @@ fn webpush(config: &Config) -> Result<Option<WebPushConfig>> {
     let Some(path) = &w.vapid_private_key else {
         return Ok(None);
     };
-    let pem = String::from_utf8(read(path, "the VAPID private key")?)
+    let pem = String::from_utf8(crate::secrets::read_private(path, "the VAPID private key")?)
         .with_context(|| format!("{} is not UTF-8", path.display()))?;
     let vapid = VapidKey::from_pem(&pem)
         .map_err(|e| anyhow::anyhow!("VAPID private key {}: {e}", path.display()))?;
@@ -173,6 +176,10 @@ pub async fn build(config: &Config) -> Result<PushService> {
     })
     .context("push providers")?;
     let url = config.database_url();
+    if config.database_url.is_none() {
+        // The default database lives in the data directory, which is kept private.
+        crate::secrets::private_dir(&config.data_dir)?;
+    }
     let store = Store::connect(&url)
         .await
         .with_context(|| format!("opening the push database {}", redact(&url)))?;

@@ -39,6 +39,7 @@ pub fn load_server_config(cert_file: &Path, key_file: &Path) -> Result<Arc<Serve
 
     let key_pem = std::fs::read(key_file)
         .with_context(|| format!("reading TLS private key file {}", key_file.display()))?;
+    crate::secrets::check_private(key_file, "the TLS private key file")?;
     let key = match PrivateKeyDer::from_pem_slice(&key_pem) {
         Ok(key) => key,
         Err(pem::Error::NoItemsFound) => bail!(

@@ -720,20 +720,6 @@ async fn a_reaped_connection_abandons_its_stalled_post() {
     assert!(t < Duration::from_secs(5), "answered after {t:?}");
 }
 
-/// Writes `contents` to `path`, readable by its owner only (as key files must be).
-fn write_private(path: &std::path::Path, contents: &str) {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .expect("create");
-    f.write_all(contents.as_bytes()).expect("write");
-}
-
 /// Row 3 over TLS: a socket that never starts its handshake, and one that completes it and
 /// then drips its headers. Before: both still open after 45–60 s.
 #[tokio::test]
@@ -744,8 +730,8 @@ async fn tls_handshakes_and_headers_are_timed_too() {
     let keys = common::fresh_data_dir();
     std::fs::create_dir_all(&keys).expect("dir");
     let (cert_file, key_file) = (keys.join("cert.pem"), keys.join("key.pem"));
-    write_private(&cert_file, &certified.cert.pem());
-    write_private(&key_file, &certified.signing_key.serialize_pem());
+    common::write_private(&cert_file, certified.cert.pem().as_bytes());
+    common::write_private(&key_file, certified.signing_key.serialize_pem().as_bytes());
     let target = Target::start_tls(&cert_file, &key_file).await;
 
     let silent = target.connect_from(ATTACKER).await.expect("connect");

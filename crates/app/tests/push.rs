@@ -447,7 +447,7 @@ async fn a_configuration_error_shows_in_health_and_keeps_the_push() {
     // A key the fake does not know: every push fails InvalidProviderToken.
     let (other_key, _) = pushwarden_fakes::apns::generate_key();
     let wrong = p.dir.join("wrong.p8");
-    std::fs::write(&wrong, other_key).expect("key");
+    common::write_private(&wrong, other_key.as_bytes());
     c.apns.key_file = Some(wrong);
     let server = start(c).await;
     register_phone(&server, "iphone", U, 1, &token('8')).await;

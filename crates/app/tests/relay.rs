@@ -779,7 +779,7 @@ fn self_signed(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf
     let cert = params.self_signed(&key).expect("certificate");
     let (cert_file, key_file) = (dir.join("relay.crt"), dir.join("relay.key"));
     std::fs::write(&cert_file, cert.pem()).expect("write cert");
-    std::fs::write(&key_file, key.serialize_pem()).expect("write key");
+    common::write_private(&key_file, key.serialize_pem().as_bytes());
     (cert_file, key_file)
 }
 

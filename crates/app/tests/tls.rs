@@ -7,6 +7,7 @@
 use pushwarden::tls;
 
 use std::net::SocketAddr;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -46,9 +47,17 @@ impl TempDir {
         TempDir(dir)
     }
 
+    /// Written readable by the owner only, as pushwarden requires of a private key file.
     fn write(&self, name: &str, contents: &str) -> PathBuf {
         let path = self.0.join(name);
-        std::fs::write(&path, contents).expect("write file");
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&path)
+            .expect("create file");
+        std::io::Write::write_all(&mut file, contents.as_bytes()).expect("write file");
         path
     }
 }
@@ -432,6 +441,22 @@ fn configuration_errors_name_the_file() {
     let other_cert_file = dir.write("other-cert.pem", &other_cert);
     let e = error_of(&other_cert_file, &key_file);
     assert!(e.contains("does not match"), "{e}");
+}
+
+#[test]
+fn a_private_key_others_can_read_is_refused_with_the_fix() {
+    let dir = TempDir::new();
+    let (cert, key) = self_signed();
+    let cert_file = dir.write("cert.pem", &cert);
+    let key_file = dir.write("key.pem", &key);
+    std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let e = error_of(&cert_file, &key_file);
+    assert!(
+        e.contains("TLS private key") && e.contains(&format!("chmod 600 {}", key_file.display())),
+        "{e}"
+    );
+    std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    load_server_config(&cert_file, &key_file).expect("a private key file loads");
 }
 
 #[test]

@@ -124,11 +124,20 @@ fn origin(url: &str) -> Result<String> {
     })
 }
 
-/// Writes `content` to `path` through a temporary file, so nobody reads half of it.
+/// Writes `content` to `path` through a temporary file, so nobody reads half of it. The file is
+/// readable by its owner only: pushwarden refuses a service account others may read.
 fn write_atomically(path: &Path, content: &str) -> Result<()> {
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(".tmp");
-    std::fs::write(&tmp, content).with_context(|| format!("writing {}", path.display()))?;
+    let _ = std::fs::remove_file(&tmp);
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options
+        .open(&tmp)
+        .and_then(|mut f| std::io::Write::write_all(&mut f, content.as_bytes()))
+        .with_context(|| format!("writing {}", path.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
     Ok(())
 }

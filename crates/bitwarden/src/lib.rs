@@ -14,9 +14,12 @@
 //! - [`edge`]: the HTTP edge. Every handler above answers failures with [`ApiError`], whose one
 //!   mapping gives the status, the JSON body and `WWW-Authenticate`/`Retry-After`; the hubs'
 //!   refusals come from the same mapping.
+//! - [`fuzzing`]: the request decoders on arbitrary bytes, for the cargo-fuzz targets (`fuzz/`)
+//!   and the proptests.
 
 pub mod device_push;
 pub mod edge;
+pub mod fuzzing;
 pub mod hubs;
 pub mod notification;
 pub mod payload;

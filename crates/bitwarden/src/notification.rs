@@ -12,6 +12,21 @@ use serde_json::{Map, Value};
 
 use crate::payload::{field, string_field, to_json_protocol, to_msgpack_protocol};
 
+/// How deep a payload may nest (the payload object is level 1). Bitwarden's payloads nest two
+/// levels; the hub message that carries one adds four more, and must still decode on every
+/// client. Found with the `send` fuzz target's check: an accepted payload 62 levels deep made a
+/// MessagePack message our own reader refuses (`depth limit exceeded`), one 124 deep a JSON one.
+pub const MAX_PAYLOAD_DEPTH: usize = 32;
+
+/// Nesting depth of a JSON value: 0 for a scalar, 1 for a flat array or object.
+fn depth(value: &Value) -> usize {
+    match value {
+        Value::Array(items) => 1 + items.iter().map(depth).max().unwrap_or(0),
+        Value::Object(map) => 1 + map.values().map(depth).max().unwrap_or(0),
+        _ => 0,
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct Notification {
     pub push_type: PushType,
@@ -37,6 +52,8 @@ pub enum EnvelopeError {
     PayloadNotObject,
     #[error("`contextId` must be a string or null")]
     BadContextId,
+    #[error("`payload` nests deeper than {max} levels")]
+    TooDeep { max: usize },
     #[error("push type {push_type} ({name}) needs `payload.{field}`")]
     MissingField {
         push_type: u8,
@@ -52,7 +69,9 @@ impl EnvelopeError {
             EnvelopeError::Json(_) | EnvelopeError::NotAnObject => "malformed",
             EnvelopeError::MissingType | EnvelopeError::BadType(_) => "bad_type",
             EnvelopeError::UnknownType(_) => "unknown_type",
-            EnvelopeError::PayloadNotObject | EnvelopeError::BadContextId => "malformed",
+            EnvelopeError::PayloadNotObject
+            | EnvelopeError::BadContextId
+            | EnvelopeError::TooDeep { .. } => "malformed",
             EnvelopeError::MissingField { .. } => "missing_field",
         }
     }
@@ -80,6 +99,11 @@ impl Notification {
             Some(Value::Object(p)) => p.clone(),
             _ => return Err(EnvelopeError::PayloadNotObject),
         };
+        if payload.values().any(|v| depth(v) >= MAX_PAYLOAD_DEPTH) {
+            return Err(EnvelopeError::TooDeep {
+                max: MAX_PAYLOAD_DEPTH,
+            });
+        }
         let context_id = match field(&envelope, "contextId") {
             None | Some(Value::Null) => None,
             Some(Value::String(s)) => Some(s.clone()),
@@ -303,6 +327,34 @@ mod tests {
             audience: Audience::Group(name),
             target: "ReceiveMessage",
         }
+    }
+
+    /// Regression (the `send` fuzz target's check): a payload nested deeper than the hub
+    /// protocols decode was accepted, and its message refused by our own readers.
+    #[test]
+    fn payloads_nest_only_as_deep_as_every_client_decodes() {
+        use pushwarden_protocol::{MessageReader, Protocol};
+        let nested = |levels: usize| {
+            let inner = format!("{}{}", "[".repeat(levels), "]".repeat(levels));
+            format!(r#"{{"type":5,"payload":{{"userId":"{U}","a":{inner}}}}}"#)
+        };
+        for levels in [62, 124] {
+            assert_eq!(
+                Notification::parse(nested(levels).as_bytes()).err(),
+                Some(EnvelopeError::TooDeep {
+                    max: MAX_PAYLOAD_DEPTH
+                }),
+                "{levels}"
+            );
+        }
+        let deepest = Notification::parse(nested(MAX_PAYLOAD_DEPTH - 1).as_bytes()).unwrap();
+        let message = deepest.message(deepest.route().unwrap().target);
+        for protocol in [Protocol::Json, Protocol::MessagePack] {
+            let mut reader = MessageReader::new(protocol, 1 << 20);
+            reader.push(message.bytes(protocol));
+            assert!(matches!(reader.next(), Ok(Some(_))), "{protocol:?}");
+        }
+        assert!(Notification::parse(nested(MAX_PAYLOAD_DEPTH).as_bytes()).is_err());
     }
 
     #[test]

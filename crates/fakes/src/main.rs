@@ -166,8 +166,20 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Writes a file readable by its owner only: pushwarden refuses key files others may read.
 fn write_file(path: &Path, content: &str) -> anyhow::Result<()> {
-    std::fs::write(path, content).with_context(|| format!("writing {}", path.display()))
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options
+        .open(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    #[cfg(unix)]
+    file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))
+        .with_context(|| format!("writing {}", path.display()))?;
+    std::io::Write::write_all(&mut file, content.as_bytes())
+        .with_context(|| format!("writing {}", path.display()))
 }
 
 fn absolute(path: &Path) -> String {

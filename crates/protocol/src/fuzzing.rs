@@ -5,6 +5,7 @@
 //! it is also encoded again, so the encoders are exercised on every shape the decoders
 //! accept.
 
+use crate::negotiate::{self, NegotiateResponse};
 use crate::{handshake, json, msgpack, MessageReader, Protocol};
 
 /// Size limit used by the fuzzing entry points (the ASP.NET Core default of 32 KB).
@@ -73,4 +74,33 @@ pub fn reader(data: &[u8]) {
             );
         }
     }
+}
+
+/// The negotiate query (`negotiateVersion`, and the `id`, `access_token` and
+/// `useStatefulReconnect` parameters the transports read from the same query), and, client side,
+/// the negotiate response body: a response that parses must write and parse back unchanged, and
+/// an error response must carry its message through.
+pub fn negotiate(data: &[u8]) {
+    let query = String::from_utf8_lossy(data);
+    let _ = negotiate::requested_version(Some(&query));
+    for name in [
+        "negotiateVersion",
+        "id",
+        "access_token",
+        "useStatefulReconnect",
+    ] {
+        let _ = negotiate::query_param(Some(&query), name);
+    }
+    if let Ok(response) = NegotiateResponse::parse(data) {
+        assert_eq!(
+            NegotiateResponse::parse(&response.to_json()).as_ref(),
+            Ok(&response),
+            "a negotiate response did not survive writing and parsing again"
+        );
+    }
+    assert_eq!(
+        NegotiateResponse::parse(&negotiate::error_response(&query)),
+        Err(negotiate::NegotiateError::Server(query.into_owned())),
+        "an error response lost its message"
+    );
 }

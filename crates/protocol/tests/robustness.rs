@@ -62,6 +62,7 @@ proptest! {
         fuzzing::json(&data);
         fuzzing::msgpack(&data);
         fuzzing::reader(&data);
+        fuzzing::negotiate(&data);
     }
 
     #[test]

@@ -17,6 +17,7 @@
 //! - [`lease`]: the retry-or-expire decision and the claim/work/wait loop both queues run.
 //! - [`delivery`]: the delivery queue's worker: bounded concurrency per provider, batched settles.
 //! - [`upstream`]: the self-hosted role, forwarding to an upstream relay through the outbox.
+//! - [`fuzzing`]: the subscription check on arbitrary bytes, for the cargo-fuzz target.
 //! - [`service`]: all of it behind Bitwarden's push API ([`PushGateway`]) and the relay's
 //!   installation directory.
 //!
@@ -27,6 +28,7 @@ pub mod backoff;
 pub mod clock;
 pub mod delivery;
 pub mod fcm;
+pub mod fuzzing;
 pub mod health;
 pub mod lease;
 pub mod origin;

@@ -27,10 +27,12 @@
 //! - `sse`, `long_polling` and `http_send`: Server-Sent Events, long polling, and the POSTs
 //!   that carry their client-to-server bytes;
 //! - `outbox`: one connection's bounded outgoing queue ([`Outbox`]);
-//! - `options`: [`TransportOptions`].
+//! - `options`: [`TransportOptions`];
+//! - [`fuzzing`]: the upgrade checks on an arbitrary request, for the cargo-fuzz target.
 
 mod dispatch;
 mod endpoint;
+pub mod fuzzing;
 mod http_send;
 mod long_polling;
 mod negotiate;

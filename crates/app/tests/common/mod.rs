@@ -395,3 +395,16 @@ pub fn create_installation_with_cli(env: &[(String, String)]) -> (String, String
     };
     (field("id:"), field("key:"))
 }
+
+/// Writes a key file readable by its owner only, as pushwarden requires of secret files.
+pub fn write_private(path: &std::path::Path, content: &[u8]) {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .expect("create a private file");
+    std::io::Write::write_all(&mut file, content).expect("write a private file");
+}

@@ -31,14 +31,14 @@ impl Providers {
         let dir = super::fresh_data_dir();
         std::fs::create_dir_all(&dir).expect("dir");
         let (apns_config, p8) = FakeApnsConfig::with_new_key("ABC123DEFG", "DEF123GHIJ", TOPIC);
-        std::fs::write(dir.join("AuthKey.p8"), p8).expect("p8");
+        super::write_private(&dir.join("AuthKey.p8"), p8.as_bytes());
         let apns = FakeApns::start(apns_config).await.expect("fake APNs");
         let fcm = FakeFcm::start(FakeFcmConfig::new("pushwarden-test"))
             .await
             .expect("fake FCM");
-        std::fs::write(dir.join("fcm.json"), fcm.service_account_json()).expect("sa");
+        super::write_private(&dir.join("fcm.json"), fcm.service_account_json().as_bytes());
         let vapid = VapidKey::generate().to_pem().expect("pem");
-        std::fs::write(dir.join("vapid.pem"), vapid).expect("vapid");
+        super::write_private(&dir.join("vapid.pem"), vapid.as_bytes());
         let web = FakeWebPush::start(None).await.expect("fake web push");
         Self {
             apns,

@@ -13,8 +13,10 @@
 mod models;
 mod routes;
 
+pub(crate) use models::{parse_object, parse_update, required_string};
 pub use models::{parse_registration, parse_send};
 pub use routes::{
     add_organization, delete, delete_by_path, delete_organization, register, send, PushApiState,
     RelayAccess, MAX_PUSH_API_BODY,
 };
+pub(crate) use routes::{relayed_registration, relayed_target};

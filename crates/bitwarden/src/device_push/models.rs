@@ -13,7 +13,7 @@ use crate::edge::ApiError;
 use crate::notification::normalize_id;
 use crate::payload::field;
 
-pub(super) fn parse_object(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
+pub(crate) fn parse_object(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
     match serde_json::from_slice(body) {
         Ok(Value::Object(map)) => Ok(map),
         Ok(_) => Err(ApiError::BadRequest(
@@ -35,7 +35,7 @@ fn optional_string(map: &Map<String, Value>, name: &str) -> Result<Option<String
     }
 }
 
-pub(super) fn required_string(map: &Map<String, Value>, name: &str) -> Result<String, ApiError> {
+pub(crate) fn required_string(map: &Map<String, Value>, name: &str) -> Result<String, ApiError> {
     optional_string(map, name)?.ok_or_else(|| ApiError::BadRequest(format!("`{name}` is required")))
 }
 
@@ -130,7 +130,7 @@ pub fn parse_registration(body: &[u8]) -> Result<DeviceRegistration, ApiError> {
 }
 
 /// `PushUpdateRequestModel`: `{devices: [{id}], organizationId}`.
-pub(super) fn parse_update(body: &[u8]) -> Result<(Vec<String>, String), ApiError> {
+pub(crate) fn parse_update(body: &[u8]) -> Result<(Vec<String>, String), ApiError> {
     let map = parse_object(body)?;
     let organization_id = required_string(&map, "organizationId")?;
     let devices = match field(&map, "devices") {

@@ -126,7 +126,7 @@ fn failed<E: Into<ApiError>>(endpoint: &'static str) -> impl FnOnce(E) -> ApiErr
 }
 
 /// An installation's registration, with its ids prefixed and its installation checked.
-fn relayed_registration(
+pub(crate) fn relayed_registration(
     caller: &Caller,
     mut device: DeviceRegistration,
 ) -> Result<DeviceRegistration, ApiError> {
@@ -155,7 +155,10 @@ fn relayed_registration(
 
 /// An installation's push target, prefixed like its registrations. Unlike Bitwarden's current
 /// relay, the sending device's identifier is prefixed too, so excluding it still works.
-fn relayed_target(caller: &Caller, mut target: DeviceTarget) -> Result<DeviceTarget, ApiError> {
+pub(crate) fn relayed_target(
+    caller: &Caller,
+    mut target: DeviceTarget,
+) -> Result<DeviceTarget, ApiError> {
     let Some(installation) = caller.installation() else {
         return Ok(target);
     };

@@ -18,6 +18,7 @@ mod token_endpoint;
 mod tokens;
 
 pub use limits::{RateLimits, RelayLimits};
+pub(crate) use token_endpoint::TokenRequest;
 pub use token_endpoint::{token, TokenEndpointState};
 pub use tokens::{InstallationTokens, PUSH_SCOPE};
 

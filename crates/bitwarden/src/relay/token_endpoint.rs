@@ -48,6 +48,83 @@ fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
     Some((unescape(id)?, unescape(secret)?))
 }
 
+/// What a `/connect/token` request asks for, read from its headers and form body alone.
+pub(crate) struct TokenRequest {
+    /// The installation named by `client_id` (`installation.{id}`), normalized.
+    pub(crate) installation: String,
+    pub(crate) secret: String,
+    /// `scope`, if given.
+    pub(crate) scope: Option<String>,
+    /// The error for bad credentials: a client that used HTTP Basic is answered 401.
+    pub(crate) bad_client: OAuthError,
+}
+
+impl TokenRequest {
+    /// The grant type and client credentials (HTTP Basic first, else the form's), refused
+    /// with the OAuth error they call for.
+    pub(crate) fn parse(headers: &HeaderMap, body: &[u8]) -> Result<Self, ApiError> {
+        let form: Vec<(String, String)> = form_urlencoded::parse(body)
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+        let param = |name: &str| {
+            form.iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.as_str())
+        };
+        let basic = basic_credentials(headers);
+        // A client that authenticated with HTTP Basic is answered 401 on bad credentials.
+        let bad_client = OAuthError::InvalidClient {
+            basic: basic.is_some(),
+        };
+        match param("grant_type") {
+            None => {
+                return Err(ApiError::oauth(
+                    OAuthError::InvalidRequest,
+                    "grant_type is required",
+                ))
+            }
+            Some("client_credentials") => {}
+            Some(_) => {
+                return Err(ApiError::oauth(
+                    OAuthError::UnsupportedGrantType,
+                    "only client_credentials is supported",
+                ))
+            }
+        }
+        let (client_id, secret) = match (basic, param("client_id"), param("client_secret")) {
+            (Some(creds), _, _) => creds,
+            (None, Some(id), Some(secret)) => (id.to_owned(), secret.to_owned()),
+            _ => {
+                return Err(ApiError::oauth(
+                    bad_client,
+                    "client_id and client_secret are required",
+                ))
+            }
+        };
+        let Some(installation) = client_id.strip_prefix(CLIENT_PREFIX) else {
+            return Err(ApiError::oauth(bad_client, "unknown client"));
+        };
+        Ok(Self {
+            installation: crate::notification::normalize_id(installation),
+            secret,
+            scope: param("scope").map(str::to_owned),
+            bad_client,
+        })
+    }
+
+    /// Scopes asked for must all be granted; none asked means the client's default.
+    pub(crate) fn check_scope(&self) -> Result<(), ApiError> {
+        let scope = self.scope.as_deref().unwrap_or(PUSH_SCOPE);
+        if scope.split_whitespace().any(|s| s != PUSH_SCOPE) {
+            return Err(ApiError::oauth(
+                OAuthError::InvalidScope,
+                "installations may only ask for api.push",
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// `POST /connect/token`: the client-credentials grant for `installation.{id}`.
 pub async fn token(
     State(state): State<Arc<TokenEndpointState>>,
@@ -57,48 +134,9 @@ pub async fn token(
     // Credentials may be in the body, so it is read before they are checked; it is small and
     // its time is bounded where the service is served.
     let body = crate::edge::read_body(body, MAX_TOKEN_BODY).await?;
-    let form: Vec<(String, String)> = form_urlencoded::parse(&body)
-        .map(|(k, v)| (k.into_owned(), v.into_owned()))
-        .collect();
-    let param = |name: &str| {
-        form.iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-    };
-    let basic = basic_credentials(&headers);
-    // A client that authenticated with HTTP Basic is answered 401 on bad credentials.
-    let bad_client = OAuthError::InvalidClient {
-        basic: basic.is_some(),
-    };
-    match param("grant_type") {
-        None => {
-            return Err(ApiError::oauth(
-                OAuthError::InvalidRequest,
-                "grant_type is required",
-            ))
-        }
-        Some("client_credentials") => {}
-        Some(_) => {
-            return Err(ApiError::oauth(
-                OAuthError::UnsupportedGrantType,
-                "only client_credentials is supported",
-            ))
-        }
-    }
-    let (client_id, secret) = match (basic, param("client_id"), param("client_secret")) {
-        (Some(creds), _, _) => creds,
-        (None, Some(id), Some(secret)) => (id.to_owned(), secret.to_owned()),
-        _ => {
-            return Err(ApiError::oauth(
-                bad_client,
-                "client_id and client_secret are required",
-            ))
-        }
-    };
-    let Some(installation) = client_id.strip_prefix(CLIENT_PREFIX) else {
-        return Err(ApiError::oauth(bad_client, "unknown client"));
-    };
-    let installation = crate::notification::normalize_id(installation);
+    let request = TokenRequest::parse(&headers, &body)?;
+    let installation = request.installation.clone();
+    let bad_client = request.bad_client;
     // Only real, enabled installations get a rate budget, so that made-up client ids cannot
     // grow the limiter's table; the others are refused like a wrong secret.
     if state
@@ -112,17 +150,10 @@ pub async fn token(
         tracing::info!(installation = %installation, "token refused: unknown or disabled installation");
         return Err(ApiError::oauth(bad_client, "invalid client credentials"));
     }
-    // Scopes asked for must all be granted; none asked means the client's default.
-    let scope = param("scope").unwrap_or(PUSH_SCOPE);
-    if scope.split_whitespace().any(|s| s != PUSH_SCOPE) {
-        return Err(ApiError::oauth(
-            OAuthError::InvalidScope,
-            "installations may only ask for api.push",
-        ));
-    }
+    request.check_scope()?;
     let verdict = state
         .directory
-        .check_secret(installation.clone(), secret)
+        .check_secret(installation.clone(), request.secret)
         .await?;
     let key_generation = match verdict {
         SecretVerdict::Valid { key_generation } => key_generation,

@@ -50,6 +50,11 @@ pub enum StoreError {
         path: String,
         source: std::io::Error,
     },
+    #[error("making the database file {path} private (mode 600): {source}")]
+    FileMode {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("corrupt row: {0}")]
     Corrupt(String),
 }
@@ -168,17 +173,77 @@ fn sqlite_url(rest: &str) -> Result<String, StoreError> {
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
     {
-        std::fs::create_dir_all(parent).map_err(|source| StoreError::Directory {
+        create_private_dir(parent).map_err(|source| StoreError::Directory {
             path: parent.display().to_string(),
             source,
         })?;
     }
+    let creates = !query.is_some_and(|q| q.contains("mode="));
+    private_database_files(Path::new(path), creates).map_err(|source| StoreError::FileMode {
+        path: path.to_owned(),
+        source,
+    })?;
     let query = match query {
         Some(q) if q.contains("mode=") => q.to_owned(),
         Some(q) => format!("{q}&mode=rwc"),
         None => "mode=rwc".to_owned(),
     };
     Ok(format!("sqlite://{path}?{query}"))
+}
+
+/// Creates a missing database directory readable by its owner only (0700). An existing one is
+/// left as it is: it may be shared (`/var/lib`); the files in it are private anyway.
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)
+}
+
+/// The database holds push tokens, Web Push `auth` secrets and queued payloads: the file is
+/// created 0600 before SQLite opens it (SQLite then creates `-wal` and `-shm` with the
+/// database's mode), and an existing database, WAL or shared-memory file that others may read
+/// is tightened to 0600, with a warning.
+fn private_database_files(path: &Path, create: bool) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        if create {
+            match std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(path)
+            {
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let mut wal = path.as_os_str().to_owned();
+        wal.push("-wal");
+        let mut shm = path.as_os_str().to_owned();
+        shm.push("-shm");
+        for file in [path.to_path_buf(), wal.into(), shm.into()] {
+            let mode = match std::fs::metadata(&file) {
+                Ok(m) => m.permissions().mode() & 0o777,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            };
+            if mode & 0o077 != 0 {
+                std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600))?;
+                tracing::warn!(
+                    file = %file.display(),
+                    was = format!("{mode:o}"),
+                    "the database file was readable by others: its mode is now 600"
+                );
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (path, create);
+    Ok(())
 }
 
 /// A database URL for logs and errors, without its password.
@@ -231,5 +296,60 @@ mod tests {
             redact("postgres://u:secret@h/db"),
             "postgres://u:***@h/db".to_owned()
         );
+    }
+
+    #[cfg(unix)]
+    fn mode(path: &Path) -> u32 {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
+    /// The database holds push tokens and Web Push secrets: a new one is 0600 in a 0700
+    /// directory, and SQLite gives its WAL and shared-memory files the database's mode.
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn a_new_sqlite_database_and_its_wal_are_private() {
+        let dir = std::env::temp_dir().join(format!("pw-modes-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let db = dir.join("data").join("push.db");
+        let store = Store::connect(&format!("sqlite://{}", db.display()))
+            .await
+            .unwrap();
+        // The migrations wrote, so the WAL and the shared-memory index exist.
+        let wal = dir.join("data").join("push.db-wal");
+        let shm = dir.join("data").join("push.db-shm");
+        assert!(wal.exists() && shm.exists());
+        assert_eq!(mode(&dir.join("data")), 0o700);
+        assert_eq!(mode(&db), 0o600);
+        assert_eq!(mode(&wal), 0o600);
+        assert_eq!(mode(&shm), 0o600);
+        store.close().await;
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn an_existing_database_others_can_read_is_tightened() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("pw-tighten-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let db = dir.join("push.db");
+        let url = format!("sqlite://{}", db.display());
+        Store::connect(&url).await.unwrap().close().await;
+        for file in [db.clone(), dir.join("push.db-wal"), dir.join("push.db-shm")] {
+            if file.exists() {
+                std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+            }
+        }
+        let store = Store::connect(&url).await.unwrap();
+        assert_eq!(mode(&db), 0o600);
+        for file in [dir.join("push.db-wal"), dir.join("push.db-shm")] {
+            if file.exists() {
+                assert_eq!(mode(&file), 0o600, "{}", file.display());
+            }
+        }
+        store.close().await;
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -18,6 +18,7 @@
 pub mod commands;
 pub mod config;
 pub mod edge;
+pub mod logging;
 pub mod metrics;
 pub mod push;
 pub mod secrets;

@@ -8,7 +8,7 @@ use pushwarden::commands::{
     config as config_command, installation, listen, register, send, token, vapid,
 };
 use pushwarden::config::Config;
-use pushwarden::{metrics, secrets, server};
+use pushwarden::{logging, metrics, secrets, server};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -51,13 +51,6 @@ enum Command {
 
 fn main() {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -75,6 +68,10 @@ fn main() {
 }
 
 async fn run(cli: Cli) -> Result<()> {
+    if matches!(cli.command, Command::Vapid(_) | Command::Config(_)) {
+        // These run without loading the configuration: logs as the environment says.
+        let _ = logging::init(&logging::from_environment());
+    }
     if let Command::Vapid(command) = &cli.command {
         // Key files only: no configuration, and no development secrets created as a side effect.
         return vapid::run(command);
@@ -84,6 +81,7 @@ async fn run(cli: Cli) -> Result<()> {
         return config_command::run(command, cli.config.as_deref());
     }
     let mut config = Config::load(cli.config.as_deref())?;
+    logging::init(&config.log).map_err(|e| anyhow::anyhow!("PUSHWARDEN_LOG: {e}"))?;
     let development = secrets::apply_development_defaults(&mut config)?;
     match cli.command {
         Command::Serve => serve(config, development).await,

@@ -41,6 +41,25 @@ pub struct Config {
     #[serde(with = "humantime_serde")]
     pub shutdown_timeout: Duration,
     pub metrics_token: Option<String>,
+    pub log: LogConfig,
+}
+
+/// What the service logs and how: levels in tracing's filter syntax, text or JSON lines.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// `info`, `debug`, `info,pushwarden_push=debug`…; unset: `RUST_LOG`, else `info`.
+    pub level: Option<String>,
+    pub format: LogFormat,
+}
+
+/// `text` for people (colours only on a terminal), `json` for log collectors.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
 }
 
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
@@ -322,6 +341,7 @@ impl Default for Config {
             limits: LimitsConfig::default(),
             shutdown_timeout: Duration::from_secs(10),
             metrics_token: None,
+            log: LogConfig::default(),
         }
     }
 }
@@ -428,6 +448,11 @@ impl Config {
                     "{} must be at least 16 characters",
                     named("metrics_token")
                 ));
+            }
+        }
+        if let Some(level) = &self.log.level {
+            if let Err(e) = crate::logging::filter(level) {
+                problems.push(format!("{}: {e}", named("log.level")));
             }
         }
         problems

@@ -116,6 +116,7 @@ impl Setting {
 /// The TOML tables, in the order the example file shows them, each with a line about it.
 pub const SECTIONS: &[(&str, &str)] = &[
     ("", "The service itself."),
+    ("log", "Log lines on standard error."),
     (
         "jwt",
         "One or more ways to verify access tokens; with none, `serve` runs in development mode \
@@ -203,6 +204,22 @@ pub const SETTINGS: &[Setting] = &[
     .unset("served only to loopback peers")
     .example("a-long-random-string")
     .secret(),
+    // [log]
+    Setting::new(
+        "log.level",
+        "PUSHWARDEN_LOG",
+        Text,
+        "log levels in tracing's filter syntax: `debug`, `info,pushwarden_push=debug`",
+    )
+    .unset("`RUST_LOG`, else `info`")
+    .example("info"),
+    Setting::new(
+        "log.format",
+        "PUSHWARDEN_LOG_FORMAT",
+        Text,
+        "`text` (colours only on a terminal) or `json` (one object per line)",
+    )
+    .default("text"),
     // [jwt]
     Setting::new(
         "jwt.hs256_secret",

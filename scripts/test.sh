@@ -58,5 +58,8 @@ PUSHWARDEN_BIN="$PWD/target/debug/pushwarden" tests/interop/run.sh
 echo "== interop tests (pysignalr, signalrcore, http_ece Web Push decryption, OpenAPI)"
 PUSHWARDEN_BIN="$PWD/target/debug/pushwarden" tests/interop-python/run.sh
 
+echo "== Debian package (cargo deb, dpkg -i, systemd-analyze verify, the installed binary serves, purge)"
+tests/package/run.sh
+
 echo "== fuzz smoke (every cargo-fuzz target over its corpus and a few seconds more)"
 scripts/fuzz.sh --smoke

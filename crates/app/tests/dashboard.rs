@@ -139,16 +139,8 @@ async fn every_metric_the_dashboard_queries_is_exported() {
     let mut client = connect_user(addr, U, None, Protocol::MessagePack).await;
     let (status, _) = send_raw(addr, Some("Bearer not-the-key-at-all"), "{}").await;
     assert_eq!(status, 401);
-    let refused = http()
-        .get(format!("http://{addr}/hub?access_token=forged.token.value"))
-        .header("connection", "upgrade")
-        .header("upgrade", "websocket")
-        .header("sec-websocket-version", "13")
-        .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(refused.status().as_u16(), 401);
+    let forged = format!("http://{addr}/hub?access_token=forged.token.value");
+    assert_eq!(common::upgrade_status(&forged).await, 401);
     let url = format!(
         "ws://{addr}/hub?access_token={}",
         common::user_token(U, None, json!({}))

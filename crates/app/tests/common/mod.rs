@@ -179,6 +179,22 @@ pub async fn connect_user(
     .await
 }
 
+/// The status of a WebSocket upgrade request to `url` (`http://…/hub?access_token=…`), made
+/// with plain HTTP so that a refusal's status is seen.
+pub async fn upgrade_status(url: &str) -> u16 {
+    http()
+        .get(url)
+        .header("connection", "upgrade")
+        .header("upgrade", "websocket")
+        .header("sec-websocket-version", "13")
+        .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
+        .send()
+        .await
+        .expect("upgrade request")
+        .status()
+        .as_u16()
+}
+
 pub fn http() -> reqwest::Client {
     reqwest::Client::builder()
         .timeout(STEP)

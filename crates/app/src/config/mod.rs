@@ -41,6 +41,7 @@ pub struct Config {
     #[serde(with = "humantime_serde")]
     pub shutdown_timeout: Duration,
     pub metrics_token: Option<String>,
+    pub admin_token: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
@@ -322,6 +323,7 @@ impl Default for Config {
             limits: LimitsConfig::default(),
             shutdown_timeout: Duration::from_secs(10),
             metrics_token: None,
+            admin_token: None,
         }
     }
 }
@@ -422,12 +424,12 @@ impl Config {
         if let Err(e) = crate::edge::TrustedProxies::parse(&self.limits.trusted_proxies) {
             problems.push(format!("{}: {e}", named("limits.trusted_proxies")));
         }
-        if let Some(token) = &self.metrics_token {
-            if token.len() < 16 {
-                problems.push(format!(
-                    "{} must be at least 16 characters",
-                    named("metrics_token")
-                ));
+        for (key, token) in [
+            ("metrics_token", &self.metrics_token),
+            ("admin_token", &self.admin_token),
+        ] {
+            if token.as_ref().is_some_and(|t| t.len() < 16) {
+                problems.push(format!("{} must be at least 16 characters", named(key)));
             }
         }
         problems

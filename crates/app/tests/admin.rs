@@ -331,9 +331,7 @@ async fn every_form_post_needs_the_session_its_csrf_token_and_this_origin() {
         .to_str()
         .unwrap()
         .contains("Max-Age=0"));
-    let after = session
-        .post("/admin/installations", &[("email", "")])
-        .await;
+    let after = session.post("/admin/installations", &[("email", "")]).await;
     assert_eq!(after.status, 403);
     server.shutdown().await.expect("shutdown");
 }
@@ -349,7 +347,7 @@ async fn check(server: &pushwarden::server::Server, id: &str, key: &str) -> Secr
         .installations()
         .check_secret(id, key)
         .await
-        .unwrap()
+        .expect("check_secret")
 }
 
 #[tokio::test]
@@ -363,7 +361,10 @@ async fn installations_are_created_disabled_enabled_and_rotated_through_the_form
     assert_eq!(created.status, 200, "{}", created.body);
     let (id, key) = new_key(&created.body);
     assert_eq!(key.len(), 30);
-    assert!(matches!(check(&server, &id, &key).await, SecretCheck::Valid(_)));
+    assert!(matches!(
+        check(&server, &id, &key).await,
+        SecretCheck::Valid(_)
+    ));
     assert!(created.body.contains("ops@example.com"));
     // The key is shown once: the dashboard does not show it again.
     let again = session.get("/admin").await;
@@ -380,7 +381,10 @@ async fn installations_are_created_disabled_enabled_and_rotated_through_the_form
         .post(&format!("/admin/installations/{id}/enable"), &[])
         .await;
     assert_eq!(enabled.status, 200);
-    assert!(matches!(check(&server, &id, &key).await, SecretCheck::Valid(_)));
+    assert!(matches!(
+        check(&server, &id, &key).await,
+        SecretCheck::Valid(_)
+    ));
 
     let rotated = session
         .post(&format!("/admin/installations/{id}/rotate-key"), &[])
@@ -390,7 +394,10 @@ async fn installations_are_created_disabled_enabled_and_rotated_through_the_form
     assert_eq!(same_id, id);
     assert_ne!(new, key);
     assert_eq!(check(&server, &id, &key).await, SecretCheck::WrongSecret);
-    assert!(matches!(check(&server, &id, &new).await, SecretCheck::Valid(_)));
+    assert!(matches!(
+        check(&server, &id, &new).await,
+        SecretCheck::Valid(_)
+    ));
 
     // Unknown installations and actions are 404; a bad email is 400.
     let unknown = session
@@ -488,8 +495,7 @@ async fn a_device_lookup_shows_its_recent_attempts_and_outcomes() {
     let (status, answer) = common::send_raw(
         server.addr,
         Some(&format!("Bearer {SEND_KEY}")),
-        json!({"type": 5, "payload": {"userId": USER, "date": "2026-12-03T10:00:00Z"}})
-            .to_string(),
+        json!({"type": 5, "payload": {"userId": USER, "date": "2026-12-03T10:00:00Z"}}).to_string(),
     )
     .await;
     assert_eq!(status, 200, "{answer}");

@@ -35,10 +35,7 @@ fn slot(transport: Option<TransportKind>, protocol: Protocol) -> usize {
         .iter()
         .position(|&k| k == transport)
         .unwrap_or(TRANSPORTS.len() - 1);
-    let p = PROTOCOLS
-        .iter()
-        .position(|&k| k == protocol)
-        .unwrap_or(0);
+    let p = PROTOCOLS.iter().position(|&k| k == protocol).unwrap_or(0);
     t * PROTOCOLS.len() + p
 }
 

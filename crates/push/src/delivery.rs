@@ -410,8 +410,10 @@ impl Worker {
         self.journal.dropped(label, reason);
         // A rejection was noted with the attempt that got it.
         if reason != "rejected" {
-            self.journal
-                .attempt(&delivery.device_id, attempt(delivery, label, reason, detail));
+            self.journal.attempt(
+                &delivery.device_id,
+                attempt(delivery, label, reason, detail),
+            );
         }
         tracing::warn!(
             provider = label,

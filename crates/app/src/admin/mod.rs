@@ -212,7 +212,9 @@ async fn create_installation(
     if email.len() > MAX_EMAIL || email.chars().any(char::is_control) {
         return pages::problem(
             StatusCode::BAD_REQUEST,
-            &format!("The email must be at most {MAX_EMAIL} characters, without control characters."),
+            &format!(
+                "The email must be at most {MAX_EMAIL} characters, without control characters."
+            ),
         );
     }
     let email = (!email.is_empty()).then_some(email);
@@ -260,7 +262,11 @@ async fn change_installation(
                     format!(
                         "<p>Installation <code>{}</code> {}.</p>",
                         pages::esc(&id),
-                        if enable { "enabled" } else { "disabled: its tokens stop working now" }
+                        if enable {
+                            "enabled"
+                        } else {
+                            "disabled: its tokens stop working now"
+                        }
                     )
                 }
                 Ok(false) => return pages::problem(StatusCode::NOT_FOUND, "No such installation."),
@@ -270,7 +276,11 @@ async fn change_installation(
         "rotate-key" => match installations.rotate_key(&id, now).await {
             Ok(Some(key)) => {
                 tracing::info!(%id, "admin: installation key rotated");
-                pages::key_notice("Key rotated: the old key and its tokens stop working now", &id, &key)
+                pages::key_notice(
+                    "Key rotated: the old key and its tokens stop working now",
+                    &id,
+                    &key,
+                )
             }
             Ok(None) => return pages::problem(StatusCode::NOT_FOUND, "No such installation."),
             Err(e) => return unavailable(e),

@@ -36,7 +36,8 @@ const STYLE: &str = "
 body{font:14px/1.45 system-ui,sans-serif;margin:0;color:#1d2330;background:#f4f5f8}
 header{background:#175ddc;color:#fff;padding:10px 20px;display:flex;align-items:center;gap:16px}
 header h1{font-size:18px;margin:0;flex:1}
-header a,header button{color:#fff}
+header a{color:#fff}
+header button{color:#fff;background:transparent;border:1px solid #fff;border-radius:4px;padding:2px 10px}
 main{padding:12px 20px;max-width:1200px}
 section{background:#fff;border:1px solid #d8dbe3;border-radius:6px;padding:10px 16px;margin:12px 0}
 h2{font-size:16px;margin:4px 0 8px}
@@ -336,7 +337,9 @@ fn queue(s: &mut String, d: &Dashboard) {
     if d.dropped.is_empty() {
         s.push_str("<p id=\"dropped\">None dropped.</p>");
     } else {
-        s.push_str("<table id=\"dropped\"><tr><th>provider</th><th>reason</th><th>pushes</th></tr>");
+        s.push_str(
+            "<table id=\"dropped\"><tr><th>provider</th><th>reason</th><th>pushes</th></tr>",
+        );
         for (provider, reason, n) in &d.dropped {
             let _ = write!(
                 s,
@@ -411,8 +414,7 @@ fn installations(s: &mut String, d: &Dashboard, csrf: &str) {
                     esc(i.email.as_deref().unwrap_or("")),
                     v.devices,
                     time(i.created_ms),
-                    i.last_activity_ms
-                        .map_or_else(|| "never".to_owned(), time),
+                    i.last_activity_ms.map_or_else(|| "never".to_owned(), time),
                     action(csrf, &i.id, "rotate-key", "Rotate key"),
                     id = esc(&i.id),
                 );
@@ -467,7 +469,11 @@ fn channel(r: &Registration) -> String {
         // Enough to tell tokens apart, not enough to use one.
         Channel::Token(t) => {
             let shown: String = t.chars().take(8).collect();
-            format!("token <code>{}…</code> ({} characters)", esc(&shown), t.len())
+            format!(
+                "token <code>{}…</code> ({} characters)",
+                esc(&shown),
+                t.len()
+            )
         }
         Channel::WebPush { endpoint, .. } => {
             let origin = url::Url::parse(endpoint)
@@ -485,7 +491,9 @@ fn device(s: &mut String, v: &DeviceView) {
         esc(&v.device_id)
     );
     match &v.registration {
-        None => s.push_str("<p class=\"bad\">Not registered (any more): removed as dead, or unregistered.</p>"),
+        None => s.push_str(
+            "<p class=\"bad\">Not registered (any more): removed as dead, or unregistered.</p>",
+        ),
         Some(r) => {
             let _ = write!(
                 s,
@@ -527,7 +535,11 @@ fn device(s: &mut String, v: &DeviceView) {
 }
 
 fn attempt_row(s: &mut String, a: &Attempt) {
-    let class = if a.outcome == "delivered" { "ok" } else { "bad" };
+    let class = if a.outcome == "delivered" {
+        "ok"
+    } else {
+        "bad"
+    };
     let _ = write!(
         s,
         "<tr><td>{}</td><td>{}</td><td class=\"{class} outcome\">{}</td><td>{}</td>\

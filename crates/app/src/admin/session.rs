@@ -335,11 +335,20 @@ mod tests {
 
     #[test]
     fn cross_origin_posts_are_recognised() {
-        let same = headers(&[("host", "127.0.0.1:5000"), ("origin", "http://127.0.0.1:5000")]);
+        let same = headers(&[
+            ("host", "127.0.0.1:5000"),
+            ("origin", "http://127.0.0.1:5000"),
+        ]);
         assert!(same_origin(&same));
-        let proxied = headers(&[("host", "relay.example.com"), ("origin", "https://relay.example.com")]);
+        let proxied = headers(&[
+            ("host", "relay.example.com"),
+            ("origin", "https://relay.example.com"),
+        ]);
         assert!(same_origin(&proxied));
-        let other = headers(&[("host", "127.0.0.1:5000"), ("origin", "http://evil.example")]);
+        let other = headers(&[
+            ("host", "127.0.0.1:5000"),
+            ("origin", "http://evil.example"),
+        ]);
         assert!(!same_origin(&other));
         let null = headers(&[("host", "127.0.0.1:5000"), ("origin", "null")]);
         assert!(!same_origin(&null));

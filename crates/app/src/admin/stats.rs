@@ -191,7 +191,10 @@ mod tests {
             stats.send_took(Duration::from_millis(7));
         }
         let l = stats.send_latency().unwrap();
-        assert_eq!((l.samples, l.max), (LATENCY_SAMPLES, Duration::from_millis(7)));
+        assert_eq!(
+            (l.samples, l.max),
+            (LATENCY_SAMPLES, Duration::from_millis(7))
+        );
     }
 
     #[test]

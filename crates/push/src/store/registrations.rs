@@ -268,7 +268,11 @@ impl Registrations {
 
     /// A user's registrations (at most `limit`, the most recently updated first), without
     /// their organization tags.
-    pub async fn by_user(&self, user_id: &str, limit: u32) -> Result<Vec<Registration>, StoreError> {
+    pub async fn by_user(
+        &self,
+        user_id: &str,
+        limit: u32,
+    ) -> Result<Vec<Registration>, StoreError> {
         let rows = sqlx::query(&format!(
             "SELECT {COLUMNS} FROM push_registrations WHERE user_id = $1 \
              ORDER BY updated_ms DESC, device_id LIMIT $2"

@@ -155,6 +155,7 @@ impl PushService {
             outbox: self.store.outbox(),
             upstream,
             health: self.health.clone(),
+            journal: self.journal.clone(),
             policy: self.options.retry_policy(),
             lease: self.options.lease,
             poll_interval: self.options.poll_interval,

@@ -65,7 +65,9 @@ try {
   assert.equal(session.sameSite, 'Strict');
   assert.equal(session.path, '/admin');
 
-  // 2. A /send shows in the counts.
+  // 2. The hub client run.sh connected, and a /send, show in the counts.
+  assert.equal(await text('#connections-hub'), '1');
+  assert.match(await page.locator('#connections').textContent(), /hub\s*WebSockets\s*messagepack\s*1/);
   const before = Number(await text('#notifications-15m'));
   const sent = execFileSync(sendCommand[0], sendCommand.slice(1), { encoding: 'utf8' });
   assert.match(sent, /"delivered"/, sent);

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The admin page in a browser: Debian's headless Chromium driven by playwright-core (pinned in
 # package-lock.json; its own browser downloads are never used), against the real binary with a
-# fake FCM. Logs in, sees a /send in the counts, creates an installation, looks up a device
-# and its delivery, checks there is no console error, and keeps a screenshot at
-# target/artefacts/admin.png.
+# fake FCM and a hub client. Logs in, sees the client and a /send in the counts, creates an
+# installation, looks up a device and its delivery, checks there is no console error, and keeps
+# a screenshot at target/artefacts/admin.png.
 #
 # Env: PUSHWARDEN_BIN, PUSHWARDEN_FAKE_BIN (default target/debug/...), CHROMIUM (default
 #      /usr/bin/chromium, installed with apt-get when missing), ADMIN_SCREENSHOT.
@@ -72,6 +72,11 @@ wait_for_line serve.out "listening on" "pushwarden serve did not start"
 env "${env[@]}" "$PW" register --user "$USER_ID" --device-type 0 --token admin-test-fcm-token \
     --device-id "$DEVICE_ID" >register.out
 grep -q '^200 ' register.out || { cat register.out >&2; exit 1; }
+
+# A hub client of the same user, so that the page has a connection to count.
+env "${env[@]}" "$PW" listen --sub "$USER_ID" >listen.out 2>listen.err &
+PIDS+=($!)
+wait_for_line listen.err "connected to" "pushwarden listen did not connect"
 
 send_command="$(python3 -c 'import json,sys; print(json.dumps(sys.argv[1:]))' \
     env "${env[@]}" "$PW" send --type 5 --user "$USER_ID")"

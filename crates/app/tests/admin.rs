@@ -232,6 +232,46 @@ async fn login_takes_the_token_only_and_sets_a_strict_cookie() {
     server.shutdown().await.expect("shutdown");
 }
 
+/// Over pushwarden's own TLS the session cookie is `Secure`.
+#[tokio::test]
+async fn over_tls_the_cookie_is_secure() {
+    let certified =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).expect("certificate");
+    let mut c = with_admin(config());
+    std::fs::create_dir_all(&c.data_dir).expect("data dir");
+    let cert = c.data_dir.join("cert.pem");
+    let key = c.data_dir.join("key.pem");
+    common::write_private(&cert, certified.cert.pem().as_bytes());
+    common::write_private(&key, certified.signing_key.serialize_pem().as_bytes());
+    c.tls.cert_file = Some(cert);
+    c.tls.key_file = Some(key);
+    let server = start(c).await;
+    let root = reqwest::Certificate::from_pem(certified.cert.pem().as_bytes()).expect("root");
+    let client = reqwest::Client::builder()
+        .tls_certs_only([root])
+        .resolve("localhost", server.addr)
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(common::STEP)
+        .build()
+        .expect("client");
+    let origin = format!("https://localhost:{}", server.addr.port());
+    let response = client
+        .post(format!("{origin}/admin/login"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("origin", &origin)
+        .body(form(&[("token", ADMIN_TOKEN)]))
+        .send()
+        .await
+        .expect("login");
+    assert_eq!(response.status(), 303);
+    let cookie = response.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(cookie.ends_with("; Secure"), "{cookie}");
+    server.shutdown().await.expect("shutdown");
+}
+
 #[tokio::test]
 async fn logins_are_rate_limited_per_address() {
     let server = start(with_admin(config())).await;

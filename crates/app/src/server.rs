@@ -340,6 +340,7 @@ pub async fn build(config: &Config) -> Result<(Router, Arc<Notifications>, Arc<P
     // The admin page and the live figures it alone reads exist only when it is on.
     let router = match config.admin_token.clone() {
         Some(token) => {
+            push.journal().enable();
             let stats = Arc::new(admin::LiveStats::default());
             let page = admin::Admin::new(token, push.clone(), notifications.clone(), stats.clone());
             router

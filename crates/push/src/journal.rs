@@ -1,13 +1,15 @@
 //! What the delivery worker did lately, kept in memory for the admin page: each device's last
 //! delivery attempts, each provider's last errors, and drops counted by reason.
 //!
-//! Per process and lost on restart, on purpose: writing every attempt to the database would
-//! double the queue's writes. Everything here is bounded: [`MAX_DEVICES`] devices (the least
+//! Off until [`Journal::enable`] (the admin page, its only reader, turns it on), so a service
+//! without the page keeps nothing. Per process and lost on restart, on purpose: writing every
+//! attempt to the database would double the queue's writes. Everything here is bounded: [`MAX_DEVICES`] devices (the least
 //! recently attempted is forgotten first) with [`ATTEMPTS_PER_DEVICE`] attempts each,
 //! [`ERRORS_PER_PROVIDER`] errors per provider, and one counter per provider and drop reason
 //! (both are fixed label sets).
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use parking_lot::Mutex;
 
@@ -18,7 +20,7 @@ pub const ATTEMPTS_PER_DEVICE: usize = 10;
 /// Errors remembered per provider.
 pub const ERRORS_PER_PROVIDER: usize = 10;
 /// Longest detail kept (a provider's error text is capped, not the whole answer).
-const MAX_DETAIL: usize = 300;
+const MAX_DETAIL: usize = 200;
 
 /// One delivery attempt, or a delivery given up without one.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -57,6 +59,7 @@ struct Devices {
 /// The recorder; one per push service.
 #[derive(Default)]
 pub struct Journal {
+    enabled: AtomicBool,
     devices: Mutex<Devices>,
     errors: Mutex<HashMap<&'static str, VecDeque<ProviderError>>>,
     dropped: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
@@ -70,8 +73,20 @@ fn capped(detail: &str) -> String {
 }
 
 impl Journal {
+    /// Starts recording.
+    pub fn enable(&self) {
+        self.enabled.store(true, Ordering::Relaxed);
+    }
+
+    fn on(&self) -> bool {
+        self.enabled.load(Ordering::Relaxed)
+    }
+
     /// Records an attempt on a device.
     pub fn attempt(&self, device_id: &str, mut attempt: Attempt) {
+        if !self.on() {
+            return;
+        }
         attempt.detail = capped(&attempt.detail);
         let mut devices = self.devices.lock();
         let seq = devices.next;
@@ -84,7 +99,7 @@ impl Journal {
         let entry = devices
             .attempts
             .entry(device_id.to_owned())
-            .or_insert_with(|| (seq, VecDeque::with_capacity(ATTEMPTS_PER_DEVICE)));
+            .or_insert_with(|| (seq, VecDeque::new()));
         entry.0 = seq;
         if entry.1.len() == ATTEMPTS_PER_DEVICE {
             entry.1.pop_front();
@@ -121,6 +136,9 @@ impl Journal {
         detail: &str,
         at_ms: i64,
     ) {
+        if !self.on() {
+            return;
+        }
         let mut errors = self.errors.lock();
         let ring = errors.entry(provider).or_default();
         if ring.len() == ERRORS_PER_PROVIDER {
@@ -144,6 +162,9 @@ impl Journal {
 
     /// Counts a dropped push.
     pub fn dropped(&self, provider: &'static str, reason: &'static str) {
+        if !self.on() {
+            return;
+        }
         *self.dropped.lock().entry((provider, reason)).or_default() += 1;
     }
 
@@ -173,9 +194,26 @@ mod tests {
         }
     }
 
+    fn journal() -> Journal {
+        let journal = Journal::default();
+        journal.enable();
+        journal
+    }
+
+    #[test]
+    fn nothing_is_kept_until_enabled() {
+        let journal = Journal::default();
+        journal.attempt("d", attempt(1));
+        journal.provider_error("fcm", "retry", "503", 1);
+        journal.dropped("fcm", "gone");
+        assert!(journal.attempts("d").is_empty());
+        assert!(journal.provider_errors("fcm").is_empty());
+        assert!(journal.dropped_counts().is_empty());
+    }
+
     #[test]
     fn a_device_keeps_its_last_attempts_newest_first() {
-        let journal = Journal::default();
+        let journal = journal();
         for n in 0..(ATTEMPTS_PER_DEVICE as i64 + 3) {
             journal.attempt("d", attempt(n));
         }
@@ -188,7 +226,7 @@ mod tests {
 
     #[test]
     fn the_least_recently_attempted_device_is_forgotten_first() {
-        let journal = Journal::default();
+        let journal = journal();
         for n in 0..MAX_DEVICES {
             journal.attempt(&format!("d{n}"), attempt(n as i64));
         }
@@ -203,7 +241,7 @@ mod tests {
 
     #[test]
     fn provider_errors_and_drops_are_bounded_and_counted() {
-        let journal = Journal::default();
+        let journal = journal();
         for n in 0..25 {
             journal.provider_error("apns", "retry", &format!("e{n}"), n);
         }

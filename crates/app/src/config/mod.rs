@@ -807,6 +807,12 @@ mod tests {
             e.contains("PUSHWARDEN_WEBPUSH_TIMEOUT) must be greater than zero"),
             "{e}"
         );
+        let e = error(None, &[("PUSHWARDEN_ADMIN_TOKEN", "short")]);
+        assert!(
+            e.contains("admin_token (PUSHWARDEN_ADMIN_TOKEN) must be at least 16 characters")
+                && !e.contains("short"),
+            "{e}"
+        );
         // A secret is never shown, even when it is the bad value.
         let file = write_file("secret", "[jwt]\nhs256_secret = 12345\n");
         let e = error(Some(&file), &[]);

@@ -3,8 +3,8 @@
 # and PyPI packages of the interop suites, Node.js and Python if missing), builds the workspace,
 # runs the Rust tests, then the interop suites against the real binary: the official
 # @microsoft/signalr clients and two independent Python clients (pysignalr, signalrcore), plus a
-# Web Push decryption by Python's http_ece, and a smoke run of every fuzz target. Starts
-# PostgreSQL if it is down.
+# Web Push decryption by Python's http_ece, the admin page in Debian's headless Chromium, and a
+# smoke run of every fuzz target. Starts PostgreSQL if it is down.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -57,6 +57,9 @@ PUSHWARDEN_BIN="$PWD/target/debug/pushwarden" tests/interop/run.sh
 
 echo "== interop tests (pysignalr, signalrcore, http_ece Web Push decryption, OpenAPI)"
 PUSHWARDEN_BIN="$PWD/target/debug/pushwarden" tests/interop-python/run.sh
+
+echo "== admin page in headless Chromium (Debian's chromium, playwright-core; screenshot in target/artefacts/admin.png)"
+PUSHWARDEN_BIN="$PWD/target/debug/pushwarden" tests/admin/run.sh
 
 echo "== Debian package (cargo deb, dpkg -i, systemd-analyze verify, the installed binary serves, purge)"
 tests/package/run.sh

@@ -1,6 +1,8 @@
 //! pushwarden's application layer: configuration, the HTTP service, metrics and the CLI
 //! commands. Thin: every behaviour lives in the crates below. Module map:
 //!
+//! - `admin`: the admin page at `/admin` (login, live figures, installations, device lookup),
+//!   on when `PUSHWARDEN_ADMIN_TOKEN` is set;
 //! - `config`: [`config::Config`], loaded from a TOML file and `PUSHWARDEN_*` variables by
 //!   figment; `config::settings` declares every setting once (key, variable, default, doc),
 //!   `config::sources` reads and checks them, `config::render` writes the example file, the
@@ -15,6 +17,7 @@
 //! - `commands`: the CLI verbs besides `serve` (`config`, `token`, `send`, `listen`,
 //!   `register`, `installation`, `vapid`).
 
+pub mod admin;
 pub mod commands;
 pub mod config;
 pub mod edge;

@@ -27,6 +27,7 @@ use pushwarden_push::PushService;
 use pushwarden_transport::{routes, OutboxLimits, Transport, TransportOptions};
 use tokio::net::TcpListener;
 
+use crate::admin;
 use crate::config::Config;
 use crate::edge::{self, ConnectionCaps, EdgeOptions, PeerRateLimits, PeerRates, TrustedProxies};
 use crate::metrics;
@@ -336,6 +337,21 @@ pub async fn build(config: &Config) -> Result<(Router, Arc<Notifications>, Arc<P
             )
                 .into_response()
         });
+    // The admin page and the live figures it alone reads exist only when it is on.
+    let router = match config.admin_token.clone() {
+        Some(token) => {
+            push.journal().enable();
+            let stats = Arc::new(admin::LiveStats::default());
+            let page = admin::Admin::new(token, push.clone(), notifications.clone(), stats.clone());
+            router
+                .merge(admin::routes(page))
+                .layer(axum::middleware::from_fn_with_state(
+                    stats,
+                    admin::record_stats,
+                ))
+        }
+        None => router,
+    };
     let peer_limits = PeerRateLimits::new(PeerRates {
         negotiates_per_minute: config.limits.negotiates_per_minute,
         connects_per_minute: config.limits.connects_per_minute,

@@ -51,11 +51,14 @@ fn check_prints_the_effective_configuration_with_secrets_masked() {
             ("PUSHWARDEN_UPSTREAM_INSTALLATION_ID", "i"),
             ("PUSHWARDEN_UPSTREAM_INSTALLATION_KEY", "upstream-key-value"),
             ("PUSHWARDEN_CLIENT_TIMEOUT", "45s"),
+            ("PUSHWARDEN_ADMIN_TOKEN", "admin-token-value-0123"),
         ],
     );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let stdout = text(&out.stdout);
     assert!(!stdout.contains("hs-secret-value") && !stdout.contains("upstream-key-value"));
+    assert!(!stdout.contains("admin-token-value"));
+    assert!(stdout.contains("admin_token = \"********\"  # PUSHWARDEN_ADMIN_TOKEN"));
     assert!(stdout.contains("hs256_secret = \"********\"  # PUSHWARDEN_JWT_HS256_SECRET"));
     assert!(stdout.contains("client_timeout = \"45s\"  # PUSHWARDEN_CLIENT_TIMEOUT"));
     assert!(

@@ -28,6 +28,7 @@ const SEND_KEY: &str = "log-test-send-key-2b4d6f8a0c1e3a5b7c9d";
 const WRONG_SEND_KEY: &str = "log-test-wrong-send-key-9e8d7c6b5a4f";
 const METRICS_TOKEN: &str = "log-test-metrics-token-1a2b3c4d5e6f";
 const RELAY_SECRET: &str = "log-test-relay-token-secret-5c4b3a2910";
+const ADMIN_TOKEN: &str = "log-test-admin-token-8d7e6f5a4b3c";
 const USER: &str = "d2ea5b72-5555-4a4a-9f9f-000000000001";
 
 /// Polls `probe` every 20 ms until it gives a value, for up to [`WAIT`].
@@ -122,6 +123,7 @@ fn environment(p: &Providers, data_dir: &Path, format: &str) -> Vec<(String, Str
         ("PUSHWARDEN_SEND_API_KEY", SEND_KEY.into()),
         ("PUSHWARDEN_METRICS_TOKEN", METRICS_TOKEN.into()),
         ("PUSHWARDEN_RELAY_TOKEN_SECRET", RELAY_SECRET.into()),
+        ("PUSHWARDEN_ADMIN_TOKEN", ADMIN_TOKEN.into()),
         ("PUSHWARDEN_TRUSTED_PROXIES", "none".into()),
         ("PUSHWARDEN_APNS_KEY_FILE", path_of(&c.apns.key_file)),
         ("PUSHWARDEN_APNS_KEY_ID", c.apns.key_id.clone().unwrap()),
@@ -182,6 +184,7 @@ async fn exercise(p: &Providers, serve: &Serve, data_env: &[(String, String)]) -
         WRONG_SEND_KEY.into(),
         METRICS_TOKEN.into(),
         RELAY_SECRET.into(),
+        ADMIN_TOKEN.into(),
     ];
     eventually("the server to answer /alive", || async {
         http().get(serve.url("/alive")).send().await.ok()
@@ -331,6 +334,44 @@ async fn exercise(p: &Providers, serve: &Serve, data_env: &[(String, String)]) -
         .await
         .unwrap();
     assert_eq!(metrics.status().as_u16(), 200);
+
+    // The admin page: a wrong token, then the right one and the session it opens.
+    let admin_login = |token: &'static str| {
+        let url = serve.url("/admin/login");
+        async move {
+            reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap()
+                .post(url)
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(format!("token={token}"))
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(
+        admin_login("log-test-wrong-admin-token-0a9b8c")
+            .await
+            .status()
+            .as_u16(),
+        401
+    );
+    secrets.push("log-test-wrong-admin-token-0a9b8c".into());
+    let session = admin_login(ADMIN_TOKEN).await;
+    assert_eq!(session.status().as_u16(), 303);
+    let cookie = session.headers()["set-cookie"].to_str().unwrap();
+    let cookie = cookie.split(';').next().unwrap().to_owned();
+    let session_id = cookie.split_once('=').unwrap().1.to_owned();
+    secrets.push(session_id);
+    let page = http()
+        .get(serve.url("/admin"))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status().as_u16(), 200);
 
     // The dead tokens' registrations are removed (and that is logged) before the run ends.
     eventually("the three dead registrations to be removed", || async {

@@ -12,7 +12,7 @@ use pushwarden_transport::{ConnectionInfo, OutboxLimits};
 use crate::identity::Identity;
 use crate::machine::CloseReason;
 use crate::message::{encode_control, Control, SerializedMessage};
-use crate::metrics::HubMetrics;
+use crate::metrics::{ConnectionTally, HubMetrics};
 use crate::options::HubOptions;
 use crate::session::HubSession;
 
@@ -114,6 +114,11 @@ impl Hub {
     /// Open connections (including those still in their handshake).
     pub fn connection_count(&self) -> usize {
         self.connections.len()
+    }
+
+    /// Open connections (handshake completed) by transport and hub protocol.
+    pub fn connections_by_kind(&self) -> Vec<ConnectionTally> {
+        self.metrics.open_connections()
     }
 
     /// A new connection for `identity`; it joins its user and groups after its handshake.

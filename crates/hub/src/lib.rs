@@ -32,5 +32,6 @@ pub use hub::{Audience, Hub};
 pub use identity::Identity;
 pub use machine::{CloseMessage, CloseReason, HandshakeRefusal, SessionError};
 pub use message::SerializedMessage;
+pub use metrics::ConnectionTally;
 pub use options::HubOptions;
 pub use session::HubSession;

@@ -1,23 +1,78 @@
 //! The hub's Prometheus metrics, labelled by hub name.
 
+use std::sync::atomic::{AtomicI64, Ordering};
+
 use pushwarden_protocol::Protocol;
 use pushwarden_transport::TransportKind;
 
+/// Transports a connection is counted under, `None` (not known) included.
+const TRANSPORTS: [Option<TransportKind>; 4] = [
+    Some(TransportKind::WebSockets),
+    Some(TransportKind::ServerSentEvents),
+    Some(TransportKind::LongPolling),
+    None,
+];
+const PROTOCOLS: [Protocol; 2] = [Protocol::Json, Protocol::MessagePack];
+
+/// Open connections of one transport and hub protocol.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConnectionTally {
+    pub transport: &'static str,
+    pub protocol: &'static str,
+    pub open: i64,
+}
+
 pub(crate) struct HubMetrics {
     hub: &'static str,
+    /// Open connections per transport and protocol, the same figures as the
+    /// `pushwarden_connections` gauge, readable in process: eight counters per hub, nothing
+    /// per connection.
+    open: [AtomicI64; TRANSPORTS.len() * PROTOCOLS.len()],
+}
+
+fn slot(transport: Option<TransportKind>, protocol: Protocol) -> usize {
+    let t = TRANSPORTS
+        .iter()
+        .position(|&k| k == transport)
+        .unwrap_or(TRANSPORTS.len() - 1);
+    let p = PROTOCOLS.iter().position(|&k| k == protocol).unwrap_or(0);
+    t * PROTOCOLS.len() + p
 }
 
 impl HubMetrics {
     pub fn new(hub: &'static str) -> Self {
-        Self { hub }
+        Self {
+            hub,
+            open: Default::default(),
+        }
+    }
+
+    /// Open connections by transport and protocol (only those with any).
+    pub fn open_connections(&self) -> Vec<ConnectionTally> {
+        let mut tallies = Vec::new();
+        for transport in TRANSPORTS {
+            for protocol in PROTOCOLS {
+                let open = self.open[slot(transport, protocol)].load(Ordering::Relaxed);
+                if open != 0 {
+                    tallies.push(ConnectionTally {
+                        transport: transport_label(transport),
+                        protocol: protocol.name(),
+                        open,
+                    });
+                }
+            }
+        }
+        tallies
     }
 
     pub fn connection_opened(&self, transport: Option<TransportKind>, protocol: Protocol) {
+        self.open[slot(transport, protocol)].fetch_add(1, Ordering::Relaxed);
         metrics::gauge!("pushwarden_connections", "hub" => self.hub, "transport" => transport_label(transport), "protocol" => protocol.name()).increment(1.0);
         metrics::counter!("pushwarden_connections_opened_total", "hub" => self.hub).increment(1);
     }
 
     pub fn connection_closed(&self, transport: Option<TransportKind>, protocol: Protocol) {
+        self.open[slot(transport, protocol)].fetch_sub(1, Ordering::Relaxed);
         metrics::gauge!("pushwarden_connections", "hub" => self.hub, "transport" => transport_label(transport), "protocol" => protocol.name()).decrement(1.0);
     }
 

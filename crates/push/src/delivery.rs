@@ -10,6 +10,7 @@ use tokio::sync::{mpsc, Semaphore};
 
 use crate::backoff::Backoff;
 use crate::health::Health;
+use crate::journal::{Attempt, Journal};
 use crate::lease::{LeasedWork, RetryPolicy, Step};
 use crate::origin::Admission;
 use crate::outcome::Outcome;
@@ -59,6 +60,7 @@ pub(crate) struct Worker {
     pub registrations: Registrations,
     pub providers: Arc<Providers>,
     pub health: Arc<Health>,
+    pub journal: Arc<Journal>,
     pub options: DeliveryOptions,
     /// Settled deliveries on their way to [`settle_in_batches`].
     pub settled: mpsc::Sender<(String, String)>,
@@ -311,6 +313,7 @@ impl Worker {
             .await;
         metrics::counter!("pushwarden_push_attempts_total", "provider" => label, "outcome" => outcome.label())
             .increment(1);
+        self.note(&delivery, label, &outcome, now);
         match outcome {
             Outcome::Delivered => {
                 self.health.ok(label);
@@ -343,6 +346,7 @@ impl Worker {
                 }
                 metrics::counter!("pushwarden_push_dropped_total", "provider" => label, "reason" => "gone")
                     .increment(1);
+                self.journal.dropped(label, "gone");
                 self.settled(&delivery).await
             }
             Outcome::Rejected { reason } => {
@@ -403,6 +407,14 @@ impl Worker {
     ) {
         metrics::counter!("pushwarden_push_dropped_total", "provider" => label, "reason" => reason)
             .increment(1);
+        self.journal.dropped(label, reason);
+        // A rejection was noted with the attempt that got it.
+        if reason != "rejected" {
+            self.journal.attempt(
+                &delivery.device_id,
+                attempt(delivery, label, reason, detail),
+            );
+        }
         tracing::warn!(
             provider = label,
             reason,
@@ -415,11 +427,46 @@ impl Worker {
         self.settled(delivery).await;
     }
 
+    /// Notes an attempt's outcome in the journal, and the provider's error if it was one.
+    fn note(&self, delivery: &ClaimedDelivery, label: &'static str, outcome: &Outcome, now: i64) {
+        let (name, detail, error) = match outcome {
+            Outcome::Delivered => ("delivered", "", false),
+            Outcome::Gone { reason, .. } => ("gone", reason.as_str(), false),
+            Outcome::Rejected { reason } => ("rejected", reason.as_str(), true),
+            Outcome::Retry { reason, .. } => ("retry", reason.as_str(), true),
+            Outcome::Misconfigured { reason } => ("misconfigured", reason.as_str(), true),
+        };
+        if error {
+            self.journal.provider_error(label, name, detail, now);
+        }
+        let mut noted = attempt(delivery, label, name, detail);
+        noted.at_ms = now;
+        self.journal.attempt(&delivery.device_id, noted);
+    }
+
     /// Hands a settled delivery to the batcher.
     async fn settled(&self, delivery: &ClaimedDelivery) {
         if self.settled.send(delivery.key()).await.is_err() {
             // Only at shutdown; the lease brings the delivery back after a restart.
             tracing::debug!("push queue: settling after the batcher stopped");
         }
+    }
+}
+
+/// A journal entry for a delivery.
+fn attempt(
+    delivery: &ClaimedDelivery,
+    provider: &'static str,
+    outcome: &'static str,
+    detail: &str,
+) -> Attempt {
+    Attempt {
+        at_ms: now_ms(),
+        message_id: delivery.message_id.clone(),
+        push_type: delivery.push_type,
+        provider,
+        outcome,
+        detail: detail.to_owned(),
+        earlier_attempts: delivery.attempts,
     }
 }

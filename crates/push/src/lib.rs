@@ -9,6 +9,8 @@
 //! - [`outbound`]: every outbound HTTP client: no environment proxy, capped response bodies.
 //! - [`outcome`]: every provider's answer phrased as what the queue does next.
 //! - [`health`]: each provider's configuration error, for logs and `/health`.
+//! - [`journal`]: recent delivery attempts per device, each provider's last errors and drops
+//!   by reason, in memory for the admin page.
 //! - [`clock`]: the time the token caches read, which tests move by hand.
 //! - [`registration`]: a registered device, its platform and channel.
 //! - [`store`]: SQLite or PostgreSQL, with a handle per concern: registrations, deliveries,
@@ -30,6 +32,7 @@ pub mod delivery;
 pub mod fcm;
 pub mod fuzzing;
 pub mod health;
+pub mod journal;
 pub mod lease;
 pub mod origin;
 pub mod outbound;

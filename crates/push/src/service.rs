@@ -1,6 +1,7 @@
 //! The push service: registry, queue, providers and worker behind Bitwarden's push API, and,
 //! when configured, the outbox to an upstream relay.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use pushwarden_model::{
@@ -10,7 +11,8 @@ use pushwarden_model::{
 use tokio::sync::Notify;
 
 use crate::delivery::{DeliveryOptions, DeliveryWork, Worker};
-use crate::health::Health;
+use crate::health::{Health, ProviderHealth};
+use crate::journal::Journal;
 use crate::lease;
 use crate::providers::{parse_subscription, Providers};
 use crate::registration::{parse_environment, Channel, Platform, Provider, Registration};
@@ -22,10 +24,17 @@ pub struct PushService {
     providers: Arc<Providers>,
     upstream: Option<Arc<Upstream>>,
     health: Arc<Health>,
+    journal: Arc<Journal>,
     options: DeliveryOptions,
     wake: Arc<Notify>,
     wake_outbox: Arc<Notify>,
+    /// When each installation's last activity was last written (Unix ms), so that it is
+    /// written at most once a minute. Holds only installations that passed a check.
+    activity_written: parking_lot::Mutex<HashMap<String, i64>>,
 }
+
+/// How stale an installation's recorded last activity may get.
+const ACTIVITY_RESOLUTION_MS: i64 = 60_000;
 
 fn unavailable(e: StoreError) -> GatewayError {
     tracing::error!(error = %e, "push store failed");
@@ -44,7 +53,9 @@ impl PushService {
             providers: Arc::new(providers),
             upstream: upstream.map(Arc::new),
             health: Arc::new(Health::default()),
+            journal: Arc::new(Journal::default()),
             options,
+            activity_written: parking_lot::Mutex::new(HashMap::new()),
             wake: Arc::new(Notify::new()),
             wake_outbox: Arc::new(Notify::new()),
         }
@@ -56,6 +67,34 @@ impl PushService {
 
     pub fn providers(&self) -> &Providers {
         &self.providers
+    }
+
+    /// Recent delivery attempts, provider errors and drops (in memory, this process only).
+    pub fn journal(&self) -> &Journal {
+        &self.journal
+    }
+
+    /// Whether pushes for mobile platforms go to an upstream relay.
+    pub fn has_upstream(&self) -> bool {
+        self.upstream.is_some()
+    }
+
+    /// Records that an installation was active now, in the database at most once a minute.
+    async fn installation_active(&self, id: &str) {
+        let now = now_ms();
+        {
+            let mut written = self.activity_written.lock();
+            if written
+                .get(id)
+                .is_some_and(|at| now - at < ACTIVITY_RESOLUTION_MS)
+            {
+                return;
+            }
+            written.insert(id.to_owned(), now);
+        }
+        if let Err(e) = self.store.installations().touch(id, now).await {
+            tracing::warn!(error = %e, "recording an installation's last activity failed");
+        }
     }
 
     /// Mobile platforms with no local credentials, which go to the upstream relay instead.
@@ -108,6 +147,7 @@ impl PushService {
             registrations: self.store.registrations(),
             providers: self.providers.clone(),
             health: self.health.clone(),
+            journal: self.journal.clone(),
             options: self.options.clone(),
             settled,
         });
@@ -115,6 +155,7 @@ impl PushService {
             outbox: self.store.outbox(),
             upstream,
             health: self.health.clone(),
+            journal: self.journal.clone(),
             policy: self.options.retry_policy(),
             lease: self.options.lease,
             poll_interval: self.options.poll_interval,
@@ -136,14 +177,20 @@ impl PushService {
         }))
     }
 
-    /// Provider configuration state and queue depth, for `/health`.
-    pub async fn health(&self) -> serde_json::Value {
+    /// Each provider's configuration state (`apns`, `fcm`, `webpush`, and `relay` for the
+    /// upstream relay).
+    pub fn provider_health(&self) -> HashMap<&'static str, ProviderHealth> {
         let mut names: Vec<(&'static str, bool)> = Provider::ALL
             .into_iter()
             .map(|p| (p.as_str(), self.providers.is_configured(p)))
             .collect();
         names.push(("relay", self.upstream.is_some()));
-        let providers = self.health.snapshot(&names);
+        self.health.snapshot(&names)
+    }
+
+    /// Provider configuration state and queue depth, for `/health`.
+    pub async fn health(&self) -> serde_json::Value {
+        let providers = self.provider_health();
         let (database, pending) = match self.store.deliveries().pending().await {
             Ok(n) => ("ok", Some(n)),
             Err(e) => {
@@ -477,9 +524,12 @@ impl InstallationDirectory for PushService {
                     .await
                     .map_err(unavailable)?
                 {
-                    SecretCheck::Valid(installation) => SecretVerdict::Valid {
-                        key_generation: installation.key_generation,
-                    },
+                    SecretCheck::Valid(installation) => {
+                        self.installation_active(&id).await;
+                        SecretVerdict::Valid {
+                            key_generation: installation.key_generation,
+                        }
+                    }
                     SecretCheck::Unknown => SecretVerdict::Unknown,
                     SecretCheck::Disabled => SecretVerdict::Disabled,
                     SecretCheck::WrongSecret => SecretVerdict::WrongSecret,
@@ -490,14 +540,19 @@ impl InstallationDirectory for PushService {
 
     fn key_generation(&self, id: String) -> BoxFuture<'_, Result<Option<i64>, GatewayError>> {
         Box::pin(async move {
-            Ok(self
+            let generation = self
                 .store
                 .installations()
                 .get(&id)
                 .await
                 .map_err(unavailable)?
                 .filter(|i| i.enabled)
-                .map(|i| i.key_generation))
+                .map(|i| i.key_generation);
+            // Asked on every relay request: the installation is at work.
+            if generation.is_some() {
+                self.installation_active(&id).await;
+            }
+            Ok(generation)
         })
     }
 }

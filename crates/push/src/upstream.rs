@@ -13,6 +13,7 @@ use url::Url;
 
 use crate::clock::Clock;
 use crate::health::Health;
+use crate::journal::Journal;
 use crate::lease::{LeasedWork, Pace, RetryPolicy, Step};
 use crate::store::{Outbox, OutboxItem, RetryPlan, StoreError};
 
@@ -324,6 +325,7 @@ pub(crate) struct OutboxWork {
     pub outbox: Outbox,
     pub upstream: Arc<Upstream>,
     pub health: Arc<Health>,
+    pub journal: Arc<Journal>,
     pub policy: RetryPolicy,
     pub lease: Duration,
     pub poll_interval: Duration,
@@ -363,18 +365,27 @@ impl OutboxWork {
                 return true;
             }
             UpstreamOutcome::Rejected { reason } => {
+                self.journal
+                    .provider_error("relay", "rejected", &reason, now);
                 self.drop_item(&item, "rejected", &reason).await;
                 return true;
             }
             UpstreamOutcome::IdentityRefused { after, reason } => {
                 self.health.config_error("relay", &reason, now);
+                self.journal
+                    .provider_error("relay", "misconfigured", &reason, now);
                 (Some(after), reason)
             }
             UpstreamOutcome::IdentityUnavailable { after, reason } => {
                 self.health.config_error("relay", &reason, now);
+                self.journal
+                    .provider_error("relay", "misconfigured", &reason, now);
                 (after, reason)
             }
-            UpstreamOutcome::Retry { after, reason } => (after, reason),
+            UpstreamOutcome::Retry { after, reason } => {
+                self.journal.provider_error("relay", "retry", &reason, now);
+                (after, reason)
+            }
         };
         let next = match self
             .policy
@@ -403,6 +414,7 @@ impl OutboxWork {
     async fn drop_item(&self, item: &OutboxItem, reason: &'static str, detail: &str) {
         metrics::counter!("pushwarden_push_dropped_total", "provider" => "relay", "reason" => reason)
             .increment(1);
+        self.journal.dropped("relay", reason);
         tracing::warn!(path = %item.path, reason, attempts = item.attempts, %detail, "relay request dropped");
         if let Err(e) = self.outbox.settle(std::slice::from_ref(&item.id)).await {
             tracing::warn!(error = %e, "relay outbox: settling a dropped request failed");

@@ -562,6 +562,79 @@ async fn installations_and_their_keys() {
     }
 }
 
+/// What the admin page reads: last activity, devices per installation, a user's devices, and
+/// pending deliveries per platform with those waiting for a retry.
+#[tokio::test]
+async fn what_the_admin_page_reads() {
+    for (backend, t) in support::both().await {
+        let s = &t.store;
+        let (a, _) = s.installations().create(None, 1_000).await.unwrap();
+        assert_eq!(a.last_activity_ms, None, "{backend}");
+        s.installations().touch(&a.id, 61_000).await.unwrap();
+        let listed = s.installations().list().await.unwrap();
+        assert_eq!(listed[0].last_activity_ms, Some(61_000), "{backend}");
+        for n in 0..3 {
+            let mut owned = device(&format!("{}_d{n}", a.id), "relayed", Platform::Fcm, 0);
+            owned.owner = Some(a.id.clone());
+            s.registrations().upsert(&owned).await.unwrap();
+        }
+        let by_owner = s.registrations().counts_by_owner().await.unwrap();
+        assert_eq!(by_owner.get(&a.id), Some(&3), "{backend}");
+        assert_eq!(by_owner.len(), 1, "{backend}: local devices have no owner");
+
+        let mut newer = device("phone", "u1", Platform::Fcm, 0);
+        newer.updated_ms = 5_000;
+        newer.created_ms = 5_000;
+        s.registrations().upsert(&newer).await.unwrap();
+        s.registrations()
+            .upsert(&device("browser", "u1", Platform::WebPush, 9))
+            .await
+            .unwrap();
+        s.registrations()
+            .upsert(&device("other", "u2", Platform::Fcm, 0))
+            .await
+            .unwrap();
+        let mine: Vec<String> = s
+            .registrations()
+            .by_user("u1", 10)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| r.device_id)
+            .collect();
+        assert_eq!(mine, ["phone", "browser"], "{backend}: newest first");
+        assert_eq!(s.registrations().by_user("u1", 1).await.unwrap().len(), 1);
+
+        s.deliveries()
+            .enqueue(&to(Recipient::User("u1".into())), &message(), ALL, 10_000)
+            .await
+            .unwrap();
+        let claimed = s
+            .deliveries()
+            .claim(10_000, Duration::from_secs(60), 10)
+            .await
+            .unwrap();
+        let fcm = claimed.iter().find(|c| c.device_id == "phone").unwrap();
+        let plan = RetryPlan {
+            attempts: 1,
+            next_attempt_ms: 20_000,
+            error: "FCM 503".into(),
+        };
+        s.deliveries().retry(&fcm.key(), &plan).await.unwrap();
+        let pending = s.deliveries().pending_by_platform().await.unwrap();
+        let summary: Vec<(String, i64, i64)> = pending
+            .into_iter()
+            .map(|p| (p.platform, p.pending, p.retrying))
+            .collect();
+        assert_eq!(
+            summary,
+            [("fcm".to_owned(), 1, 1), ("webpush".to_owned(), 1, 0)],
+            "{backend}"
+        );
+        t.remove().await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_registrations_never_overshoot_an_owners_limit() {
     use pushwarden_push::store::Upsert;

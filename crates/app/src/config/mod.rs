@@ -41,6 +41,7 @@ pub struct Config {
     #[serde(with = "humantime_serde")]
     pub shutdown_timeout: Duration,
     pub metrics_token: Option<String>,
+    pub admin_token: Option<String>,
     pub log: LogConfig,
 }
 
@@ -341,6 +342,7 @@ impl Default for Config {
             limits: LimitsConfig::default(),
             shutdown_timeout: Duration::from_secs(10),
             metrics_token: None,
+            admin_token: None,
             log: LogConfig::default(),
         }
     }
@@ -442,12 +444,12 @@ impl Config {
         if let Err(e) = crate::edge::TrustedProxies::parse(&self.limits.trusted_proxies) {
             problems.push(format!("{}: {e}", named("limits.trusted_proxies")));
         }
-        if let Some(token) = &self.metrics_token {
-            if token.len() < 16 {
-                problems.push(format!(
-                    "{} must be at least 16 characters",
-                    named("metrics_token")
-                ));
+        for (key, token) in [
+            ("metrics_token", &self.metrics_token),
+            ("admin_token", &self.admin_token),
+        ] {
+            if token.as_ref().is_some_and(|t| t.len() < 16) {
+                problems.push(format!("{} must be at least 16 characters", named(key)));
             }
         }
         if let Some(level) = &self.log.level {
@@ -828,6 +830,12 @@ mod tests {
         let e = error(None, &[("PUSHWARDEN_WEBPUSH_TIMEOUT", "0s")]);
         assert!(
             e.contains("PUSHWARDEN_WEBPUSH_TIMEOUT) must be greater than zero"),
+            "{e}"
+        );
+        let e = error(None, &[("PUSHWARDEN_ADMIN_TOKEN", "short")]);
+        assert!(
+            e.contains("admin_token (PUSHWARDEN_ADMIN_TOKEN) must be at least 16 characters")
+                && !e.contains("short"),
             "{e}"
         );
         // A secret is never shown, even when it is the bad value.

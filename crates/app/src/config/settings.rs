@@ -204,6 +204,15 @@ pub const SETTINGS: &[Setting] = &[
     .unset("served only to loopback peers")
     .example("a-long-random-string")
     .secret(),
+    Setting::new(
+        "admin_token",
+        "PUSHWARDEN_ADMIN_TOKEN",
+        Text,
+        "turns on the admin page at `/admin`; the token logs in to it (at least 16 characters)",
+    )
+    .unset("no admin page (`/admin` answers 404)")
+    .example("another-long-random-string")
+    .secret(),
     // [log]
     Setting::new(
         "log.level",

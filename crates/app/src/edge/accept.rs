@@ -62,6 +62,11 @@ impl Default for EdgeOptions {
 #[derive(Clone, Copy, Debug)]
 pub struct TcpPeer(pub SocketAddr);
 
+/// Whether the client reached the service over HTTPS: pushwarden's own TLS, or a trusted
+/// proxy's `X-Forwarded-Proto: https` (a request extension, like [`TcpPeer`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Secure(pub bool);
+
 struct Shared {
     router: Router,
     options: EdgeOptions,
@@ -202,7 +207,7 @@ async fn plain(
     closing: watch::Receiver<bool>,
     _active: ActiveGuard,
 ) {
-    drive(io, peer, shared, closing).await;
+    drive(io, peer, shared, closing, false).await;
 }
 
 async fn handshake_then_serve(
@@ -221,7 +226,7 @@ async fn handshake_then_serve(
         _ = async { let _ = stopping.wait_for(|c| *c).await; } => return,
     };
     match handshake {
-        Ok(Ok(tls)) => drive(tls, peer, shared, closing).await,
+        Ok(Ok(tls)) => drive(tls, peer, shared, closing, true).await,
         Ok(Err(error)) => {
             tracing::debug!(%peer, %error, "TLS handshake failed");
             metrics::counter!(crate::tls::HANDSHAKE_FAILURES_METRIC, "reason" => "error")
@@ -235,14 +240,19 @@ async fn handshake_then_serve(
     }
 }
 
-async fn drive<I>(io: I, peer: SocketAddr, shared: Arc<Shared>, mut closing: watch::Receiver<bool>)
-where
+async fn drive<I>(
+    io: I,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+    mut closing: watch::Receiver<bool>,
+    tls: bool,
+) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let service_shared = shared.clone();
     let service = hyper::service::service_fn(move |request| {
         let shared = service_shared.clone();
-        route(&shared, peer, request)
+        route(&shared, peer, tls, request)
     });
     let conn = shared
         .http
@@ -265,14 +275,19 @@ where
 fn route(
     shared: &Shared,
     peer: SocketAddr,
+    tls: bool,
     request: http::Request<Incoming>,
 ) -> axum::routing::future::RouteFuture<std::convert::Infallible> {
-    let client = shared.options.trusted.client(peer.ip(), request.headers());
+    let trusted = &shared.options.trusted;
+    let client = trusted.client(peer.ip(), request.headers());
+    let secure =
+        tls || (trusted.contains(peer.ip()) && super::peer::forwarded_https(request.headers()));
     let (mut parts, body) = request.into_parts();
     parts
         .extensions
         .insert(ConnectInfo(SocketAddr::new(client, peer.port())));
     parts.extensions.insert(TcpPeer(peer));
+    parts.extensions.insert(Secure(secure));
     // Bodiless requests (upgrades, polls) skip the deadline and its timer.
     let body = if body.is_end_stream() {
         axum::body::Body::new(body)

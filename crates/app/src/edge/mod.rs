@@ -16,7 +16,7 @@ mod deadline;
 mod peer;
 mod rate;
 
-pub use accept::{open_file_limit, serve, EdgeOptions, TcpPeer};
+pub use accept::{open_file_limit, serve, EdgeOptions, Secure, TcpPeer};
 pub use caps::ConnectionCaps;
 pub use peer::{peer_key, TrustedProxies};
 pub use rate::{limit as rate_limit, PeerRateLimits, PeerRates};

@@ -124,6 +124,33 @@ fn forwarded_chain(headers: &HeaderMap) -> Vec<Option<IpAddr>> {
     hops
 }
 
+/// Whether the nearest proxy says the client came over HTTPS (`X-Forwarded-Proto`, else the
+/// last `proto` of `Forwarded`). Only meaningful from a trusted proxy.
+pub(super) fn forwarded_https(headers: &HeaderMap) -> bool {
+    let nearest = |name: http::header::HeaderName| {
+        headers
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .last()
+            .map(|s| s.trim().to_owned())
+    };
+    if let Some(proto) = nearest(http::HeaderName::from_static("x-forwarded-proto")) {
+        return proto.eq_ignore_ascii_case("https");
+    }
+    nearest(http::header::FORWARDED)
+        .and_then(|element| {
+            element.split(';').find_map(|pair| {
+                let (name, value) = pair.trim().split_once('=')?;
+                name.trim()
+                    .eq_ignore_ascii_case("proto")
+                    .then(|| value.trim().trim_matches('"').eq_ignore_ascii_case("https"))
+            })
+        })
+        .unwrap_or(false)
+}
+
 /// `1.2.3.4`, `1.2.3.4:80`, `[2001:db8::1]`, `[2001:db8::1]:80` or a bare IPv6 address.
 fn parse_node(node: &str) -> Option<IpAddr> {
     if let Some(rest) = node.strip_prefix('[') {
@@ -200,6 +227,20 @@ mod tests {
         assert_eq!(trusted.client(ip("::1"), &h), ip("2001:db8::7"));
         let h = headers(&[("forwarded", "for=6.6.6.6, for=unknown")]);
         assert_eq!(trusted.client(ip("::1"), &h), ip("::1"));
+    }
+
+    #[test]
+    fn the_nearest_proxy_names_the_scheme() {
+        assert!(forwarded_https(&headers(&[("x-forwarded-proto", "https")])));
+        assert!(!forwarded_https(&headers(&[(
+            "x-forwarded-proto",
+            "https, http"
+        )])));
+        assert!(forwarded_https(&headers(&[(
+            "forwarded",
+            "for=6.6.6.6;proto=http, for=1.2.3.4;proto=https"
+        )])));
+        assert!(!forwarded_https(&HeaderMap::new()));
     }
 
     #[test]

@@ -188,6 +188,35 @@ impl Deliveries {
     pub async fn next_due_ms(&self) -> Result<Option<i64>, StoreError> {
         self.queue.next_due_ms().await
     }
+
+    /// Pending deliveries per platform: how many in all, and how many of those failed at
+    /// least once and wait for a retry.
+    pub async fn pending_by_platform(&self) -> Result<Vec<PendingCount>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT platform, COUNT(*), COUNT(last_error) FROM push_deliveries \
+             GROUP BY platform ORDER BY platform",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(PendingCount {
+                    platform: r.try_get(0)?,
+                    pending: r.try_get(1)?,
+                    retrying: r.try_get(2)?,
+                })
+            })
+            .collect()
+    }
+}
+
+/// Pending deliveries of one platform.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PendingCount {
+    pub platform: String,
+    pub pending: i64,
+    /// Of those, the ones that failed before and wait for a retry.
+    pub retrying: i64,
 }
 
 fn claimed_from_row(row: &AnyRow) -> Result<ClaimedDelivery, StoreError> {

@@ -25,6 +25,9 @@ pub struct Installation {
     /// Moves on with every key rotation and every disabling; tokens minted in an earlier
     /// generation are refused.
     pub key_generation: i64,
+    /// When it last obtained a token or made a relay request (Unix ms, to the minute);
+    /// `None` if never.
+    pub last_activity_ms: Option<i64>,
 }
 
 /// What checking an installation's credentials found.
@@ -60,6 +63,7 @@ fn from_row(row: &AnyRow) -> Result<Installation, StoreError> {
         created_ms: row.try_get("created_ms")?,
         updated_ms: row.try_get("updated_ms")?,
         key_generation: row.try_get("key_generation")?,
+        last_activity_ms: row.try_get("last_activity_ms")?,
     })
 }
 
@@ -81,6 +85,7 @@ impl Installations {
             created_ms: now_ms,
             updated_ms: now_ms,
             key_generation: 0,
+            last_activity_ms: None,
         };
         let key = new_key();
         sqlx::query(
@@ -98,8 +103,8 @@ impl Installations {
 
     pub async fn list(&self) -> Result<Vec<Installation>, StoreError> {
         let rows = sqlx::query(
-            "SELECT id, enabled, email, created_ms, updated_ms, key_generation FROM installations \
-             ORDER BY created_ms, id",
+            "SELECT id, enabled, email, created_ms, updated_ms, key_generation, last_activity_ms \
+             FROM installations ORDER BY created_ms, id",
         )
         .fetch_all(&self.pool)
         .await?;
@@ -108,8 +113,8 @@ impl Installations {
 
     pub async fn get(&self, id: &str) -> Result<Option<Installation>, StoreError> {
         let row = sqlx::query(
-            "SELECT id, enabled, email, created_ms, updated_ms, key_generation FROM installations \
-             WHERE id = $1",
+            "SELECT id, enabled, email, created_ms, updated_ms, key_generation, last_activity_ms \
+             FROM installations WHERE id = $1",
         )
         .bind(id.to_owned())
         .fetch_optional(&self.pool)
@@ -153,11 +158,22 @@ impl Installations {
         Ok((affected(n) > 0).then_some(key))
     }
 
+    /// Records that an installation was active at `now_ms` (callers write this at most once a
+    /// minute per installation, so it costs the relay's requests nothing).
+    pub async fn touch(&self, id: &str, now_ms: i64) -> Result<(), StoreError> {
+        sqlx::query("UPDATE installations SET last_activity_ms = $1 WHERE id = $2")
+            .bind(now_ms)
+            .bind(id.to_owned())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     /// Checks an installation id and key, as the token endpoint does.
     pub async fn check_secret(&self, id: &str, secret: &str) -> Result<SecretCheck, StoreError> {
         let row = sqlx::query(
-            "SELECT id, key_sha256, enabled, email, created_ms, updated_ms, key_generation \
-             FROM installations WHERE id = $1",
+            "SELECT id, key_sha256, enabled, email, created_ms, updated_ms, key_generation, \
+             last_activity_ms FROM installations WHERE id = $1",
         )
         .bind(id.to_owned())
         .fetch_optional(&self.pool)

@@ -19,7 +19,7 @@ use std::time::Duration;
 use sqlx::any::{AnyPoolOptions, AnyQueryResult};
 use sqlx::AnyPool;
 
-pub use deliveries::{ClaimedDelivery, ClaimedDevice, Deliveries, Enqueued};
+pub use deliveries::{ClaimedDelivery, ClaimedDevice, Deliveries, Enqueued, PendingCount};
 pub use installations::{Installation, Installations, SecretCheck};
 pub use leased::{RetryPlan, RowKey};
 pub use outbox::{Outbox, OutboxItem};

@@ -1,6 +1,8 @@
 //! Device registrations: upsert, delete, organization tags, dead-token removal, and which
 //! devices a target reaches.
 
+use std::collections::HashMap;
+
 use pushwarden_model::{DeviceTarget, Recipient};
 use sqlx::any::AnyRow;
 use sqlx::{AnyPool, Row};
@@ -264,10 +266,40 @@ impl Registrations {
         Ok(Some(registration))
     }
 
+    /// A user's registrations (at most `limit`, the most recently updated first), without
+    /// their organization tags.
+    pub async fn by_user(
+        &self,
+        user_id: &str,
+        limit: u32,
+    ) -> Result<Vec<Registration>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM push_registrations WHERE user_id = $1 \
+             ORDER BY updated_ms DESC, device_id LIMIT $2"
+        ))
+        .bind(user_id.to_owned())
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(registration_from_row).collect()
+    }
+
     /// How many devices are registered, per platform name.
     pub async fn counts(&self) -> Result<Vec<(String, i64)>, StoreError> {
         let rows = sqlx::query(
             "SELECT platform, COUNT(*) FROM push_registrations GROUP BY platform ORDER BY platform",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get::<String, _>(0)?, r.try_get::<i64, _>(1)?)))
+            .collect()
+    }
+
+    /// How many devices each installation has registered (installations with none are absent).
+    pub async fn counts_by_owner(&self) -> Result<HashMap<String, i64>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT owner, COUNT(*) FROM push_registrations WHERE owner IS NOT NULL GROUP BY owner",
         )
         .fetch_all(&self.pool)
         .await?;

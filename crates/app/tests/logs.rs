@@ -12,7 +12,6 @@
 
 mod common;
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -49,20 +48,24 @@ async fn eventually<T, F: std::future::Future<Output = Option<T>>>(
     }
 }
 
-/// A `pushwarden serve` process whose standard output and error are collected.
+/// A `pushwarden serve` process whose standard output and error go to files (a pipe nobody
+/// reads would fill up and stall the server), killed if dropped before [`Serve::stop`].
 struct Serve {
     child: Child,
     addr: String,
+    out: PathBuf,
+    err: PathBuf,
 }
 
 impl Serve {
-    fn start(env: &[(String, String)]) -> Self {
+    fn start(env: &[(String, String)], logs: &Path) -> Self {
+        let (out, err) = (logs.join("stdout.log"), logs.join("stderr.log"));
         let child = Command::new(env!("CARGO_BIN_EXE_pushwarden"))
             .arg("serve")
             .env_clear()
             .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
+            .stdout(Stdio::from(std::fs::File::create(&out).unwrap()))
+            .stderr(Stdio::from(std::fs::File::create(&err).unwrap()))
             .spawn()
             .unwrap();
         let addr = env
@@ -70,7 +73,12 @@ impl Serve {
             .find(|(k, _)| k == "PUSHWARDEN_LISTEN")
             .map(|(_, v)| v.clone())
             .unwrap();
-        Self { child, addr }
+        Self {
+            child,
+            addr,
+            out,
+            err,
+        }
     }
 
     fn url(&self, path: &str) -> String {
@@ -84,22 +92,23 @@ impl Serve {
             .status();
         let deadline = std::time::Instant::now() + Duration::from_secs(20);
         while self.child.try_wait().unwrap().is_none() {
-            if std::time::Instant::now() > deadline {
-                let _ = self.child.kill();
-                break;
-            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no graceful stop within 20 s"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
-        let mut out = String::new();
-        let mut err = String::new();
-        if let Some(mut s) = self.child.stdout.take() {
-            s.read_to_string(&mut out).unwrap();
-        }
-        if let Some(mut s) = self.child.stderr.take() {
-            s.read_to_string(&mut err).unwrap();
-        }
+        (
+            std::fs::read_to_string(&self.out).unwrap(),
+            std::fs::read_to_string(&self.err).unwrap(),
+        )
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
         let _ = self.child.wait();
-        (out, err)
     }
 }
 
@@ -395,11 +404,14 @@ async fn exercise(p: &Providers, serve: &Serve, data_env: &[(String, String)]) -
 async fn full_run(format: &str) -> (String, String, Vec<String>) {
     let p = Providers::start().await;
     let data_dir = common::fresh_data_dir();
+    let logs = common::fresh_data_dir();
+    std::fs::create_dir_all(&logs).unwrap();
     let env = environment(&p, &data_dir, format);
-    let serve = Serve::start(&env);
+    let serve = Serve::start(&env, &logs);
     let secrets = exercise(&p, &serve, &env).await;
     let (out, err) = serve.stop();
     let _ = std::fs::remove_dir_all(&data_dir);
+    let _ = std::fs::remove_dir_all(&logs);
     // The run must have produced real logs for the search below to mean anything.
     assert!(err.contains("push gateway ready"), "{err}");
     // …and have logged the events that handle secrets, for the search to cover them.

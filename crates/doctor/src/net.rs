@@ -297,10 +297,12 @@ fn classify(error: &reqwest::Error) -> NoAnswer {
     }
 }
 
-/// `1.5 s`, `75 s`: durations in details.
+/// `12 ms`, `1.5 s`, `75 s`: durations in details.
 pub fn seconds(d: Duration) -> String {
     let s = d.as_secs_f64();
-    if s < 10.0 {
+    if s < 1.0 {
+        format!("{} ms", d.as_millis())
+    } else if s < 10.0 {
         format!("{s:.1} s")
     } else {
         format!("{s:.0} s")

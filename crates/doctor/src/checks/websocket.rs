@@ -9,7 +9,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 use super::{unexpected, ANONYMOUS_TOKEN};
 use crate::net::{seconds, Net, Socket, UpgradeRefused};
-use crate::origin::{Answer, Origin};
+use crate::origin::{Answer, Origin, MARKER_HEADER};
 use crate::verdict::{Check, Problem};
 
 const ANONYMOUS: &str = "websocket.anonymous_hub";
@@ -20,8 +20,12 @@ pub(super) async fn anonymous_hub(net: &Net) -> Check {
         .target
         .hub("anonymous-hub", &format!("Token={ANONYMOUS_TOKEN}"));
     let started = Instant::now();
-    match open(net, &url).await {
-        Ok(mut socket) => {
+    match open_marked(net, &url).await {
+        Ok((mut socket, false)) => {
+            let _ = socket.close(None).await;
+            not_pushwarden(ANONYMOUS, Problem::RouteAnonymousHub)
+        }
+        Ok((mut socket, true)) => {
             let _ = socket.close(None).await;
             Check::pass(
                 ANONYMOUS,
@@ -48,8 +52,12 @@ pub(super) async fn hub(net: &Net, token: Option<&str>) -> Check {
         .unwrap_or_default();
     let url = net.target.hub("hub", &query);
     let started = Instant::now();
-    match open(net, &url).await {
-        Ok(mut socket) => {
+    match open_marked(net, &url).await {
+        Ok((mut socket, false)) => {
+            let _ = socket.close(None).await;
+            not_pushwarden(HUB, Problem::RouteHub)
+        }
+        Ok((mut socket, true)) => {
             let _ = socket.close(None).await;
             Check::pass(
                 HUB,
@@ -113,15 +121,31 @@ impl Failure {
 
 /// Upgrade and handshake.
 pub(crate) async fn open(net: &Net, url: &url::Url) -> Result<Socket, Failure> {
-    let (mut socket, _headers) = net.websocket(url).await.map_err(Failure::Refused)?;
+    open_marked(net, url).await.map(|(socket, _)| socket)
+}
+
+/// Upgrade and handshake; also whether the upgrade answer carried pushwarden's marker.
+async fn open_marked(net: &Net, url: &url::Url) -> Result<(Socket, bool), Failure> {
+    let (mut socket, headers) = net.websocket(url).await.map_err(Failure::Refused)?;
+    let marked = headers.contains_key(MARKER_HEADER);
     match tokio::time::timeout(net.timeout, handshake(&mut socket)).await {
         Err(_) => Err(Failure::Handshake(format!(
             "no handshake response within {}",
             seconds(net.timeout)
         ))),
         Ok(Err(e)) => Err(Failure::Handshake(e)),
-        Ok(Ok(())) => Ok(socket),
+        Ok(Ok(())) => Ok((socket, marked)),
     }
+}
+
+/// A hub that answered like SignalR but without pushwarden's marker: most likely the vault
+/// server's own hub (Vaultwarden serves one), because the proxy sends the path there.
+fn not_pushwarden(id: &'static str, route: Problem) -> Check {
+    Check::warn(
+        id,
+        "upgraded and completed the handshake, but the answer lacks pushwarden's x-pushwarden header: another SignalR server (the vault server's own hub?) answers this path",
+        Some(route),
+    )
 }
 
 /// A refused upgrade: pushwarden's 400 for a request without upgrade headers means the proxy

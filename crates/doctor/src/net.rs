@@ -276,21 +276,19 @@ pub(crate) fn client_config(roots: Arc<RootCertStore>) -> Result<Arc<ClientConfi
     Ok(Arc::new(config))
 }
 
-/// Sorts a reqwest failure into timeout, TLS and connection, with the whole cause chain.
+/// Sorts a reqwest failure into TLS and connection failures, by its innermost cause (the
+/// outer ones repeat the URL and say "error sending request").
 fn classify(error: &reqwest::Error) -> NoAnswer {
-    let mut text = error.to_string();
-    let mut source = std::error::Error::source(error);
+    let mut root: &dyn std::error::Error = error;
     let mut tls = false;
-    while let Some(cause) = source {
-        let line = cause.to_string();
-        if cause.is::<rustls::Error>() || line.contains("certificate") {
+    while let Some(cause) = root.source() {
+        if cause.is::<rustls::Error>() {
             tls = true;
         }
-        text.push_str(": ");
-        text.push_str(&line);
-        source = cause.source();
+        root = cause;
     }
-    if tls {
+    let text = root.to_string();
+    if tls || text.contains("certificate") {
         NoAnswer::Tls(text)
     } else {
         NoAnswer::Connection(text)

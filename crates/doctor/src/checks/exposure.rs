@@ -34,7 +34,11 @@ async fn refuses(net: &Net, id: &'static str, path: &str) -> Check {
     let seen = answer.describe();
     match (status, answer.origin()) {
         (401 | 403, _) => Check::pass(id, format!("POST {path} without credentials: {seen}")),
-        (200..=299, _) => Check::fail(
+        (200..=299, Origin::Other(_)) => Check::pass(
+            id,
+            format!("POST {path} is not forwarded to pushwarden: {seen}"),
+        ),
+        (200..=299, Origin::Pushwarden) => Check::fail(
             id,
             format!("POST {path} without credentials was accepted: {seen}"),
             Some(Problem::Exposure),

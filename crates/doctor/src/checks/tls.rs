@@ -348,4 +348,43 @@ mod tests {
         assert!(!covers(&names, "other.example.com"));
         assert!(covers(&["127.0.0.1".to_owned()], "127.0.0.1"));
     }
+
+    /// A self-signed certificate for `names` that ends `days_left` days from now.
+    fn certificate(names: &[&str], days_left: i64) -> Vec<u8> {
+        use chrono::Datelike;
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params =
+            rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+                .unwrap();
+        let end = chrono::Utc::now() + chrono::Duration::days(days_left);
+        params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+        params.not_after = rcgen::date_time_ymd(end.year(), end.month() as u8, end.day() as u8);
+        params.self_signed(&key).unwrap().der().to_vec()
+    }
+
+    #[test]
+    fn expiry_warns_under_two_weeks_and_fails_once_past() {
+        let verdict = |days| {
+            let der = certificate(&["h"], days);
+            let (_, cert) = X509Certificate::from_der(&der).unwrap();
+            expiry(&cert)
+        };
+        let soon = verdict(5);
+        assert_eq!(soon.verdict, crate::Verdict::Warn, "{soon:?}");
+        assert!(
+            soon.detail.starts_with("4 days left") || soon.detail.starts_with("5 days left"),
+            "{soon:?}"
+        );
+        assert_eq!(verdict(60).verdict, crate::Verdict::Pass);
+        let past = verdict(-3);
+        assert_eq!(past.verdict, crate::Verdict::Fail, "{past:?}");
+        assert!(past.detail.starts_with("expired on "), "{past:?}");
+    }
+
+    #[test]
+    fn names_come_from_the_alternative_names() {
+        let der = certificate(&["vault.example.com", "10.0.0.1"], 30);
+        let (_, cert) = X509Certificate::from_der(&der).unwrap();
+        assert_eq!(names_of(&cert), ["vault.example.com", "10.0.0.1"]);
+    }
 }

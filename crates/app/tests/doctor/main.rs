@@ -252,6 +252,56 @@ async fn a_read_timeout_shorter_than_the_long_poll_is_told_to_raise_it() {
     assert_eq!(verdict(&report, "idle.websocket"), Verdict::Pass, "{text}");
 }
 
+#[tokio::test]
+async fn an_empty_200_from_the_proxy_is_not_an_open_endpoint() {
+    let (_server, proxy) = through_proxy(Breakage {
+        push_unrouted_empty_200: true,
+        ..Breakage::default()
+    })
+    .await;
+    let report = doctor(&Options {
+        idle: Duration::ZERO,
+        ..options(format!("http://{proxy}"))
+    })
+    .await;
+    let text = render::text(&report);
+    let push = report.check("exposure.push").expect("exposure.push");
+    assert_eq!(push.verdict, Verdict::Pass, "{text}");
+    assert!(
+        push.detail
+            .contains("is not forwarded to pushwarden: 200 from nginx"),
+        "{text}"
+    );
+    // /notifications/send still reaches pushwarden, which wants credentials.
+    let send = report.check("exposure.send").expect("exposure.send");
+    assert!(send.detail.contains("401 from pushwarden"), "{text}");
+}
+
+#[tokio::test]
+async fn a_refused_token_fails_the_hub_without_blaming_the_proxy() {
+    let (_server, proxy) = through_proxy(Breakage::default()).await;
+    let report = doctor(&Options {
+        idle: Duration::ZERO,
+        token: Some("not-a-jwt".into()),
+        ..options(format!("http://{proxy}"))
+    })
+    .await;
+    let text = render::text(&report);
+    let hub = report.check("websocket.hub").expect("websocket.hub");
+    assert_eq!(hub.verdict, Verdict::Fail, "{text}");
+    assert_eq!(hub.problem, None, "{text}");
+    assert!(
+        hub.detail
+            .contains("pushwarden refused the token: 401 from pushwarden"),
+        "{text}"
+    );
+    assert_eq!(
+        verdict(&report, "websocket.anonymous_hub"),
+        Verdict::Pass,
+        "{text}"
+    );
+}
+
 /// A CA and a certificate it signs for `names`, written as PEM files.
 struct Pki {
     dir: PathBuf,

@@ -27,6 +27,9 @@ pub struct Breakage {
     pub buffer_event_stream: bool,
     /// `proxy_read_timeout`: an upstream answer that takes longer gets a 504.
     pub read_timeout: Option<Duration>,
+    /// Has no route for `/push/` and answers it as Caddy does a path it has no handler for:
+    /// `200` with an empty body.
+    pub push_unrouted_empty_200: bool,
 }
 
 type Body = BoxBody<Bytes, hyper::Error>;
@@ -89,6 +92,11 @@ async fn handle(
             .starts_with("/notifications/anonymous-hub")
     {
         return Ok(page(StatusCode::NOT_FOUND, NOT_FOUND_PAGE));
+    }
+    if breakage.push_unrouted_empty_200 && request.uri().path().starts_with("/push/") {
+        return Ok(nginx(Response::new(
+            Full::new(Bytes::new()).map_err(|e| match e {}).boxed(),
+        )));
     }
     let wants_upgrade = request.headers().contains_key(header::UPGRADE) && !breakage.strip_upgrade;
     if breakage.strip_upgrade {

@@ -467,7 +467,7 @@ async fn the_cli_exits_0_1_or_2_and_prints_json() {
                 "--idle",
                 "0s",
                 "--timeout",
-                "2s",
+                "3s",
                 "--proxy",
                 "haproxy",
             ])

@@ -149,7 +149,7 @@ describe(`official client ${client.installed.signalr} through the README's proxi
       }
       // the upgrade Bitwarden's client sends, with the `ws` package the client itself uses
       const raw = rawWebSocket(client.WebSocket, `${inst.base.replace(/^http/, "ws")}/notifications/anonymous-hub?Token=${randomUUID()}`);
-      const refused = await expectReject(raw.opened, 10_000, "raw WebSocket upgrade on /notifications/anonymous-hub");
+      const refused = await expectReject(raw.opened, 10_000, "raw WebSocket upgrade on /notifications/anonymous-hub").finally(() => raw.terminate());
       assert.match(String(refused?.message ?? refused), /HTTP 404/);
       const { u, c } = hubConnection(h, inst, WAYS[0]);
       await c.start();

@@ -9,15 +9,13 @@
 #   tests/proxies/run.sh                                   # both test files
 #   tests/proxies/run.sh tests/proxies/client.test.mjs     # selected files
 #
-# Env: PUSHWARDEN_BIN (default <repo>/target/debug/pushwarden), PROXIES_TLS (1 = TLS at the
-#      proxies with a throwaway CA, the default; 0 = plain HTTP), PROXIES_KEEP=1 (keep the temp
+# Env: PUSHWARDEN_BIN (default <repo>/target/debug/pushwarden), PROXIES_KEEP=1 (keep the temp
 #      folder with configs and logs), PROXIES_CLIENT (v8 default, or v10).
 set -euo pipefail
 
 DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO="$(cd "$DIR/../.." && pwd)"
 export PUSHWARDEN_BIN="${PUSHWARDEN_BIN:-$REPO/target/debug/pushwarden}"
-TLS="${PROXIES_TLS:-1}"
 CLIENT="${PROXIES_CLIENT:-v8}"
 T0=$SECONDS
 
@@ -124,29 +122,24 @@ PIDS+=($!)
 wait_http "http://127.0.0.1:$PW_PORT/alive" pushwarden "$!" "$WORK/pushwarden.log"
 say "pushwarden on 127.0.0.1:$PW_PORT"
 
-# --- TLS: a throwaway CA and a certificate for 127.0.0.1 ------------------------------------
-tls_args=()
-curl_tls=()
-if [ "$TLS" = 1 ]; then
-    t="$WORK/tls"
-    mkdir -p "$t"
-    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 -subj "/CN=pushwarden proxies test CA" \
-        -keyout "$t/ca.key" -out "$t/ca.pem" 2>/dev/null
-    openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=127.0.0.1" \
-        -keyout "$t/key.pem" -out "$t/leaf.csr" 2>/dev/null
-    printf 'basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,DNS:localhost\n' >"$t/leaf.ext"
-    openssl x509 -req -in "$t/leaf.csr" -CA "$t/ca.pem" -CAkey "$t/ca.key" -CAcreateserial -days 30 \
-        -extfile "$t/leaf.ext" -out "$t/leaf.pem" 2>/dev/null
-    cat "$t/leaf.pem" "$t/ca.pem" >"$t/cert.pem"          # full chain
-    cat "$t/cert.pem" "$t/key.pem" >"$t/cert+key.pem"     # HAProxy's crt form
-    chmod 644 "$t"/*.pem
-    tls_args=(--tls "$t")
-    curl_tls=(--cacert "$t/ca.pem")
-    export NODE_EXTRA_CA_CERTS="$t/ca.pem" PROXIES_CA_FILE="$t/ca.pem"
-fi
+# --- TLS, as the README's examples terminate it: a throwaway CA and a certificate for 127.0.0.1
+t="$WORK/tls"
+mkdir -p "$t"
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 -subj "/CN=pushwarden proxies test CA" \
+    -keyout "$t/ca.key" -out "$t/ca.pem" 2>/dev/null
+openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=127.0.0.1" \
+    -keyout "$t/key.pem" -out "$t/leaf.csr" 2>/dev/null
+printf 'basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,DNS:localhost\n' >"$t/leaf.ext"
+openssl x509 -req -in "$t/leaf.csr" -CA "$t/ca.pem" -CAkey "$t/ca.key" -CAcreateserial -days 30 \
+    -extfile "$t/leaf.ext" -out "$t/leaf.pem" 2>/dev/null
+cat "$t/leaf.pem" "$t/ca.pem" >"$t/cert.pem"      # full chain
+cat "$t/cert.pem" "$t/key.pem" >"$t/cert+key.pem" # HAProxy's crt form
+chmod 644 "$t"/*.pem                              # read by nginx/Apache workers too
+# the client (Node) and doctor (--ca-file) trust the throwaway CA
+export NODE_EXTRA_CA_CERTS="$t/ca.pem" PROXIES_CA_FILE="$t/ca.pem"
 
 # --- proxies: configs from README.md, one foreground process each --------------------------
-node "$DIR/lib/generate.mjs" --readme "$REPO/README.md" --out "$WORK" --upstream "127.0.0.1:$PW_PORT" "${tls_args[@]}"
+node "$DIR/lib/generate.mjs" --readme "$REPO/README.md" --out "$WORK" --upstream "127.0.0.1:$PW_PORT" --tls "$t"
 
 start_proxy() {
     local name="$1" kind="$2" dir="$4" config="$5" log="$4/stderr.log"
@@ -165,14 +158,12 @@ while IFS=$'\t' read -r name kind port dir config; do
     start_proxy "$name" "$kind" "$port" "$dir" "$config"
     started+=("$name $kind $port $dir ${PIDS[-1]}")
 done <"$WORK/instances.tsv"
-scheme=http
-[ "$TLS" = 1 ] && scheme=https
 for s in "${started[@]}"; do
     read -r name kind port dir pid <<<"$s"
     # any HTTP answer will do (the variant without /notifications/ routed answers 404)
-    wait_http "$scheme://127.0.0.1:$port/notifications/alive" "$name ($kind)" "$pid" "$dir/stderr.log" "${curl_tls[@]}"
+    wait_http "https://127.0.0.1:$port/notifications/alive" "$name ($kind)" "$pid" "$dir/stderr.log" --cacert "$t/ca.pem"
 done
-say "${#started[@]} proxies up ($scheme): $(cut -f1 "$WORK/instances.tsv" | tr '\n' ' ')"
+say "${#started[@]} proxies up (https): $(cut -f1 "$WORK/instances.tsv" | tr '\n' ' ')"
 
 # --- the official client and doctor through every proxy ---------------------------------------
 export PROXIES_MANIFEST="$WORK/manifest.json" PROXIES_SERVER="http://127.0.0.1:$PW_PORT" \

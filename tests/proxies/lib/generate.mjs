@@ -3,8 +3,8 @@
 //   OUT/manifest.json   what the Node tests read: name, kind, expected verdict, base URL
 //   OUT/instances.tsv   what run.sh starts: name, kind, port, directory, config file
 //
-//   node generate.mjs --readme README.md --out DIR --upstream 127.0.0.1:PORT [--tls DIR]
-// With --tls, DIR holds cert.pem, key.pem and cert+key.pem (HAProxy's form) for 127.0.0.1.
+//   node generate.mjs --readme README.md --out DIR --upstream 127.0.0.1:PORT --tls DIR
+// The --tls DIR holds cert.pem (full chain), key.pem and cert+key.pem (HAProxy's form) for 127.0.0.1.
 import { chmodSync, mkdirSync, writeFileSync } from "node:fs";
 import net from "node:net";
 import path from "node:path";
@@ -34,12 +34,10 @@ async function sparePorts(n) {
 const { values: args } = parseArgs({
   options: { readme: { type: "string" }, out: { type: "string" }, upstream: { type: "string" }, tls: { type: "string" } },
 });
-for (const k of ["readme", "out", "upstream"]) if (!args[k]) throw new Error(`--${k} is required`);
+for (const k of ["readme", "out", "upstream", "tls"]) if (!args[k]) throw new Error(`--${k} is required`);
 
 const readme = readReadme(args.readme);
-const tls = args.tls
-  ? { cert: path.join(args.tls, "cert.pem"), key: path.join(args.tls, "key.pem"), pem: path.join(args.tls, "cert+key.pem") }
-  : undefined;
+const tls = { cert: path.join(args.tls, "cert.pem"), key: path.join(args.tls, "key.pem"), pem: path.join(args.tls, "cert+key.pem") };
 const instances = [
   ...KINDS.map((kind) => ({ name: kind, kind, expect: "ok", edit: (c) => c })),
   ...VARIANTS,
@@ -59,8 +57,8 @@ for (const [i, inst] of instances.entries()) {
   chmodSync(path.join(dir, "tmp"), 0o755);
   const site = inst.edit(siteConfig(inst.kind, readme, { port, upstream: args.upstream, tls }));
   const config = path.join(dir, CONFIG_FILE[inst.kind]);
-  writeFileSync(config, wrapConfig(inst.kind, site, { dir, port, tls }));
-  manifest.push({ name: inst.name, kind: inst.kind, expect: inst.expect, port, base: `${tls ? "https" : "http"}://127.0.0.1:${port}`, dir, config });
+  writeFileSync(config, wrapConfig(inst.kind, site, { dir, port }));
+  manifest.push({ name: inst.name, kind: inst.kind, expect: inst.expect, port, base: `https://127.0.0.1:${port}`, dir, config });
   tsv.push([inst.name, inst.kind, port, dir, config].join("\t"));
 }
 writeFileSync(path.join(args.out, "manifest.json"), `${JSON.stringify(manifest, null, 2)}\n`);

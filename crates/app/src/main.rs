@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 use pushwarden::commands::{
-    config as config_command, installation, listen, register, send, token, vapid,
+    config as config_command, doctor, installation, listen, register, send, token, vapid,
 };
 use pushwarden::config::Config;
 use pushwarden::{metrics, secrets, server};
@@ -47,6 +47,9 @@ enum Command {
     /// The configuration: check it, or write the example file.
     #[command(subcommand)]
     Config(config_command::ConfigCommand),
+    /// Check a deployment from the outside, as the official clients reach it, and name the
+    /// proxy lines that fix what fails (exit 1 if a check fails).
+    Doctor(doctor::DoctorArgs),
 }
 
 fn main() {
@@ -68,6 +71,10 @@ fn main() {
             std::process::exit(1);
         }
     };
+    if let Command::Doctor(args) = &cli.command {
+        // A remote check: no local configuration, and its own exit statuses.
+        std::process::exit(runtime.block_on(doctor::run(args)));
+    }
     if let Err(e) = runtime.block_on(run(cli)) {
         eprintln!("error: {e:#}");
         std::process::exit(1);
@@ -98,6 +105,9 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Unregister(args) => register::unregister(&args, &config).await,
         Command::Vapid(command) => vapid::run(&command),
         Command::Config(command) => config_command::run(&command, cli.config.as_deref()),
+        Command::Doctor(args) => {
+            std::process::exit(doctor::run(&args).await);
+        }
     }
 }
 

@@ -342,11 +342,23 @@ pub async fn build(config: &Config) -> Result<(Router, Arc<Notifications>, Arc<P
         anonymous_connects_per_minute: config.limits.anonymous_connects_per_minute,
         token_failures_per_minute: config.limits.token_failures_per_minute,
     });
-    let router = router.layer(axum::middleware::from_fn_with_state(
-        peer_limits,
-        edge::rate_limit,
-    ));
+    let router = router
+        .layer(axum::middleware::from_fn_with_state(
+            peer_limits,
+            edge::rate_limit,
+        ))
+        .layer(axum::middleware::map_response(mark_as_ours));
     Ok((router, notifications, push))
+}
+
+/// Marks every answer of pushwarden's own (`x-pushwarden: 1`), so that `pushwarden doctor`
+/// tells them from a proxy's: a proxy passes the header on but would not write it.
+async fn mark_as_ours(mut response: Response) -> Response {
+    response.headers_mut().insert(
+        http::HeaderName::from_static(pushwarden_doctor::origin::MARKER_HEADER),
+        http::HeaderValue::from_static("1"),
+    );
+    response
 }
 
 /// Who may read `/metrics` and `/health`'s details: a bearer of the metrics token when one is

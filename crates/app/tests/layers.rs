@@ -15,6 +15,7 @@ const FLOORS: &[(&str, u8)] = &[
     ("auth", 2),
     ("client", 2),
     ("transport", 2),
+    ("doctor", 2),
     ("hub", 3),
     ("bitwarden", 4),
     ("push", 4),

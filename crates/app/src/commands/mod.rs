@@ -1,6 +1,7 @@
 //! The CLI verbs besides `serve`: tools for trying pushwarden out and for scripts.
 
 pub mod config;
+pub mod doctor;
 pub mod installation;
 pub mod listen;
 pub mod register;

@@ -200,24 +200,43 @@ fn lines(problem: Problem, proxy: Proxy) -> Vec<&'static str> {
         (P::TlsExpiry, Caddy | Traefik) => vec![
             "# renewal is automatic: check the proxy's log for ACME errors (port 80/443 reachable, DNS)",
         ],
-        (P::HttpsRedirect | P::Https, Nginx) => vec![
+        (P::HttpsRedirect, Nginx) => vec![
             "server { listen 80; server_name vault.example.com; return 301 https://$host$request_uri; }",
         ],
-        (P::HttpsRedirect | P::Https, Caddy) => vec![
+        (P::HttpsRedirect, Caddy) => vec![
             "vault.example.com {   # a site address with a host name gets https and the redirect",
         ],
-        (P::HttpsRedirect | P::Https, Apache) => vec![
+        (P::HttpsRedirect, Apache) => vec![
             "<VirtualHost *:80>",
             "    ServerName vault.example.com",
             "    Redirect permanent / https://vault.example.com/",
             "</VirtualHost>",
         ],
-        (P::HttpsRedirect | P::Https, Haproxy) => vec![
+        (P::HttpsRedirect, Haproxy) => vec![
             "http-request redirect scheme https code 301 unless { ssl_fc }",
         ],
-        (P::HttpsRedirect | P::Https, Traefik) => vec![
+        (P::HttpsRedirect, Traefik) => vec![
             "entryPoints.web.http.redirections.entryPoint.to=websecure",
             "entryPoints.web.http.redirections.entryPoint.scheme=https",
+        ],
+        (P::Https, Nginx) => vec![
+            "listen 443 ssl;",
+            "ssl_certificate /etc/letsencrypt/live/vault.example.com/fullchain.pem;",
+            "ssl_certificate_key /etc/letsencrypt/live/vault.example.com/privkey.pem;",
+        ],
+        (P::Https, Caddy) => vec![
+            "vault.example.com {   # a site address with a host name gets a certificate and https",
+        ],
+        (P::Https, Apache) => vec![
+            "<VirtualHost *:443>",
+            "    SSLEngine on",
+            "    SSLCertificateFile /etc/letsencrypt/live/vault.example.com/fullchain.pem",
+            "    SSLCertificateKeyFile /etc/letsencrypt/live/vault.example.com/privkey.pem",
+        ],
+        (P::Https, Haproxy) => vec!["bind :443 ssl crt /etc/haproxy/certs/vault.example.com.pem"],
+        (P::Https, Traefik) => vec![
+            "traefik.http.routers.pushwarden.entrypoints=websecure",
+            "traefik.http.routers.pushwarden.tls.certresolver=letsencrypt",
         ],
         (P::Exposure, Nginx) => vec![
             "# pushwarden refuses these without credentials; do not add credentials in the proxy:",

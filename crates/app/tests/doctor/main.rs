@@ -3,7 +3,7 @@
 //! buffering, a short read timeout), and over TLS with a CA of the test's own.
 //!
 //! Times are scaled down: the server answers long polls after 3 s and pings every second,
-//! doctor holds its idle connections for 2 s and gives each step 2 s.
+//! doctor holds its idle connections for 2 s and gives each step 3 s.
 
 #[path = "../common/mod.rs"]
 mod common;
@@ -39,7 +39,7 @@ async fn server() -> Server {
 fn options(url: String) -> Options {
     Options {
         idle: IDLE,
-        timeout: Duration::from_secs(2),
+        timeout: Duration::from_secs(3),
         ..Options::new(url)
     }
 }
@@ -459,7 +459,7 @@ async fn the_cli_exits_0_1_or_2_and_prints_json() {
     let broken_url = format!("http://{broken}");
     let (ok, broken_run) = tokio::join!(
         tokio::task::spawn_blocking(move || {
-            run_cli(&[&good_url, "--json", "--idle", "1s", "--timeout", "2s"])
+            run_cli(&[&good_url, "--json", "--idle", "1s", "--timeout", "3s"])
         }),
         tokio::task::spawn_blocking(move || {
             run_cli(&[
@@ -467,7 +467,7 @@ async fn the_cli_exits_0_1_or_2_and_prints_json() {
                 "--idle",
                 "0s",
                 "--timeout",
-                "2s",
+                "3s",
                 "--proxy",
                 "haproxy",
             ])

@@ -25,10 +25,11 @@ die() { echo "tests/proxies: $*" >&2; exit 1; }
 # --- tools ------------------------------------------------------------------------------
 # Binaries first; apt-get only for what is missing. policy-rc.d keeps the packages' services
 # from starting on install (the harness runs its own processes and never touches the system's).
+export PATH="$PATH:/usr/sbin:/sbin" # nginx, apache2 and haproxy live there
 missing=()
 command -v nginx >/dev/null || missing+=(nginx)
 command -v caddy >/dev/null || missing+=(caddy)
-command -v apache2 >/dev/null || [ -x /usr/sbin/apache2 ] || missing+=(apache2)
+command -v apache2 >/dev/null || missing+=(apache2)
 command -v haproxy >/dev/null || missing+=(haproxy)
 command -v curl >/dev/null || missing+=(curl)
 command -v openssl >/dev/null || missing+=(openssl)
@@ -39,11 +40,10 @@ if [ "${#missing[@]}" -gt 0 ]; then
         printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d && made_policy=1
     fi
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
-    [ "$made_policy" = 1 ] && rm -f /usr/sbin/policy-rc.d
+    if [ "$made_policy" = 1 ]; then rm -f /usr/sbin/policy-rc.d; fi
 fi
-APACHE="$(command -v apache2 || echo /usr/sbin/apache2)"
 command -v node >/dev/null || die "node not found (scripts/test.sh installs it)"
-say "nginx $(nginx -v 2>&1 | sed 's|.*/||'), caddy $(caddy version | cut -d' ' -f1), apache $("$APACHE" -v | sed -n 's|Server version: Apache/\([^ ]*\).*|\1|p'), haproxy $(haproxy -v | sed -n '1s/HAProxy version \([^ ]*\).*/\1/p')"
+say "nginx $(nginx -v 2>&1 | sed 's|.*/||'), caddy $(caddy version | cut -d' ' -f1), apache $(apache2 -v | sed -n 's|Server version: Apache/\([^ ]*\).*|\1|p'), haproxy $(haproxy -v | sed -n '1s/HAProxy version \([^ ]*\).*/\1/p')"
 
 # The official client from tests/interop (its lockfile, its node_modules; npm ci when stale).
 pkg="$REPO/tests/interop/$CLIENT"
@@ -76,8 +76,8 @@ stop_pids() {
 # The proxies first (PIDS[0] is pushwarden): their connections to pushwarden close with them,
 # so pushwarden's graceful shutdown has nothing left to wait for.
 cleanup() {
-    [ "${#PIDS[@]}" -gt 1 ] && stop_pids "${PIDS[@]:1}"
-    [ "${#PIDS[@]}" -gt 0 ] && stop_pids "${PIDS[0]}"
+    if [ "${#PIDS[@]}" -gt 1 ]; then stop_pids "${PIDS[@]:1}"; fi
+    if [ "${#PIDS[@]}" -gt 0 ]; then stop_pids "${PIDS[0]}"; fi
     if [ "${PROXIES_KEEP:-0}" = 1 ]; then echo "kept $WORK" >&2; else rm -rf "$WORK"; fi
 }
 trap cleanup EXIT
@@ -156,7 +156,7 @@ start_proxy() {
         nginx) nginx -p "$dir" -c "$config" -e "$dir/error.log" -g 'daemon off;' >"$log" 2>&1 & ;;
         caddy) HOME="$dir" XDG_DATA_HOME="$dir/data" XDG_CONFIG_HOME="$dir/config" \
             caddy run --config "$config" --adapter caddyfile >"$log" 2>&1 & ;;
-        apache) "$APACHE" -d "$dir" -f "$config" -DFOREGROUND >"$log" 2>&1 & ;;
+        apache) apache2 -d "$dir" -f "$config" -DFOREGROUND >"$log" 2>&1 & ;;
         haproxy) haproxy -f "$config" -db >"$log" 2>&1 & ;;
         *) die "unknown proxy kind $kind" ;;
     esac

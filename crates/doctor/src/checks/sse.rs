@@ -8,7 +8,7 @@ use http::Method;
 use pushwarden_protocol::handshake;
 
 use super::{negotiate, unexpected};
-use crate::net::{seconds, Net};
+use crate::net::{seconds, Net, NoAnswer};
 use crate::origin::Origin;
 use crate::verdict::{Check, Problem};
 
@@ -63,8 +63,20 @@ pub(super) async fn check(net: &Net) -> Check {
                 deadline,
             )
             .await
-            .map_err(|e| {
-                Check::fail(ID, format!("event stream: {e}"), Some(Problem::Unreachable))
+            .map_err(|e| match e {
+                // negotiate and the handshake POST just went through the same proxy, so silence
+                // here is the proxy holding the response: nginx under TLS buffers the status line
+                // and headers together with the body.
+                NoAnswer::Timeout(_) => Check::fail(
+                    ID,
+                    format!(
+                        "no response to the event stream, not even its headers, within {} \
+                         (negotiate and the handshake went through): the proxy buffers the event stream",
+                        seconds(deadline)
+                    ),
+                    Some(Problem::Buffering),
+                ),
+                e => Check::fail(ID, format!("event stream: {e}"), Some(Problem::Unreachable)),
             })?;
         let headers_after = started.elapsed();
         net.note_headers(response.headers());

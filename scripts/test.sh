@@ -3,12 +3,11 @@
 # and PyPI packages of the interop suites, Node.js and Python if missing), builds the workspace,
 # runs the Rust tests, then the interop suites against the real binary: the official
 # @microsoft/signalr clients and two independent Python clients (pysignalr, signalrcore), plus a
-# Web Push decryption by Python's http_ece, the README's reverse-proxy configurations under
-# nginx, Caddy, Apache and HAProxy (installed with apt-get if missing), and a smoke run of every
-# fuzz target. Starts PostgreSQL if it is down.
-
-# Web Push decryption by Python's http_ece, the admin page in Debian's headless Chromium, and a
-# smoke run of every fuzz target. Starts PostgreSQL if it is down.
+# Web Push decryption by Python's http_ece; the README's reverse-proxy configurations under
+# nginx, Caddy, Apache and HAProxy; the admin page in Debian's headless Chromium; the Debian
+# package, built, installed with dpkg and checked with systemd-analyze (what these need is
+# installed with apt-get or cargo install if missing); and a smoke run of every fuzz target.
+# Starts PostgreSQL if it is down.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

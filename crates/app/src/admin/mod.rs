@@ -103,6 +103,38 @@ struct CreateForm {
     email: String,
 }
 
+/// A form that changes something, and so carries the session's CSRF token.
+trait Posted {
+    fn csrf(&self) -> &str;
+}
+
+impl Posted for CsrfForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
+impl Posted for CreateForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
+/// The posted form and the session it came from, or the answer that refuses it: a form that
+/// does not parse (400), or one without this session's CSRF token or from elsewhere (403).
+fn accepted<T: Posted>(
+    admin: &Admin,
+    parts: &Parts,
+    form: Result<Form<T>, FormRejection>,
+) -> Result<(T, session::Current), Box<Response>> {
+    let Form(form) = form.map_err(|e| Box::new(bad_form(e)))?;
+    let current = admin
+        .sessions
+        .check_post(parts, form.csrf())
+        .map_err(|r| Box::new(refused(r)))?;
+    Ok((form, current))
+}
+
 #[derive(Deserialize)]
 struct LookupQuery {
     #[serde(default)]
@@ -179,19 +211,15 @@ async fn logout(
     parts: Parts,
     form: Result<Form<CsrfForm>, FormRejection>,
 ) -> Response {
-    let Form(form) = match form {
-        Ok(form) => form,
-        Err(e) => return bad_form(e),
-    };
-    match admin.sessions.check_post(&parts, &form.csrf) {
-        Ok(current) => {
+    match accepted(&admin, &parts, form) {
+        Ok((_, current)) => {
             admin.sessions.logout(&current);
             pages::redirect(
                 "/admin",
                 Some(session::cleared_cookie(session::is_secure(&parts))),
             )
         }
-        Err(refusal) => refused(refusal),
+        Err(refused) => *refused,
     }
 }
 
@@ -200,13 +228,9 @@ async fn create_installation(
     parts: Parts,
     form: Result<Form<CreateForm>, FormRejection>,
 ) -> Response {
-    let Form(form) = match form {
-        Ok(form) => form,
-        Err(e) => return bad_form(e),
-    };
-    let current = match admin.sessions.check_post(&parts, &form.csrf) {
-        Ok(current) => current,
-        Err(refusal) => return refused(refusal),
+    let (form, current) = match accepted(&admin, &parts, form) {
+        Ok(accepted) => accepted,
+        Err(refused) => return *refused,
     };
     let email = form.email.trim();
     if email.len() > MAX_EMAIL || email.chars().any(char::is_control) {
@@ -240,13 +264,9 @@ async fn change_installation(
     parts: Parts,
     form: Result<Form<CsrfForm>, FormRejection>,
 ) -> Response {
-    let Form(form) = match form {
-        Ok(form) => form,
-        Err(e) => return bad_form(e),
-    };
-    let current = match admin.sessions.check_post(&parts, &form.csrf) {
-        Ok(current) => current,
-        Err(refusal) => return refused(refusal),
+    let (_, current) = match accepted(&admin, &parts, form) {
+        Ok(accepted) => accepted,
+        Err(refused) => return *refused,
     };
     if id.len() > MAX_ID {
         return pages::problem(StatusCode::NOT_FOUND, "No such installation.");

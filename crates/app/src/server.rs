@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use axum::extract::{ConnectInfo, DefaultBodyLimit};
+use axum::extract::DefaultBodyLimit;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
@@ -392,10 +392,7 @@ impl Inspection {
                     use subtle::ConstantTimeEq;
                     bool::from(given.as_bytes().ct_eq(token.as_bytes()))
                 }),
-            None => request
-                .extensions()
-                .get::<ConnectInfo<SocketAddr>>()
-                .is_some_and(|c| c.0.ip().is_loopback()),
+            None => edge::client_ip(request.extensions()).is_some_and(|ip| ip.is_loopback()),
         }
     }
 

@@ -7,11 +7,10 @@
 //! everyone out.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::time::{Duration, Instant};
 
-use axum::extract::ConnectInfo;
 use base64::Engine;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
@@ -257,29 +256,15 @@ pub fn is_secure(parts: &Parts) -> bool {
 
 /// The client's address (set by the edge, trusted proxies resolved).
 pub fn client(parts: &Parts) -> IpAddr {
-    parts
-        .extensions
-        .get::<ConnectInfo<SocketAddr>>()
-        .map_or(IpAddr::from([0, 0, 0, 0]), |c| c.0.ip())
+    crate::edge::client_ip(&parts.extensions).unwrap_or(IpAddr::from([0, 0, 0, 0]))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http::HeaderValue;
+    use crate::edge::header_map as headers;
 
     const TOKEN: &str = "an-admin-token-for-tests";
-
-    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
-        let mut map = HeaderMap::new();
-        for (name, value) in pairs {
-            map.append(
-                http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
-                HeaderValue::from_str(value).unwrap(),
-            );
-        }
-        map
-    }
 
     fn welcome(login: Login) -> Current {
         match login {

@@ -4,12 +4,12 @@
 //! lock a real installation out by failing in its name.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -171,11 +171,7 @@ pub async fn limit(
     request: Request,
     next: Next,
 ) -> Response {
-    let Some(key) = request
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| peer_key(c.0.ip()))
-    else {
+    let Some(key) = super::client_ip(request.extensions()).map(peer_key) else {
         return next.run(request).await;
     };
     let (limiter, label) = match Kind::of(&request) {

@@ -1,8 +1,11 @@
-//! The delivery worker: claims due deliveries from the store, sends them with bounded
-//! concurrency per provider, and settles each by its outcome. The loop and the retry decision
-//! are [`lease`](crate::lease)'s.
+//! The delivery worker: each round it claims the retries that are due and expands stored pushes
+//! into batches of devices (the store's fan-out), sends them with bounded concurrency per
+//! provider, and writes each outcome: a batch is finished once all its deliveries have one, in
+//! one transaction with other finished batches. The loop and the retry decision are
+//! [`lease`](crate::lease)'s.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,7 +19,10 @@ use crate::origin::Admission;
 use crate::outcome::Outcome;
 use crate::providers::Providers;
 use crate::registration::Provider;
-use crate::store::{now_ms, ClaimedDelivery, Deliveries, Registrations, RetryPlan};
+use crate::store::{
+    now_ms, ClaimedBatch, ClaimedDelivery, Deliveries, FinishedBatch, Pending, Registrations,
+    RetryPlan,
+};
 
 #[derive(Clone, Debug)]
 pub struct DeliveryOptions {
@@ -62,8 +68,80 @@ pub(crate) struct Worker {
     pub health: Arc<Health>,
     pub journal: Arc<Journal>,
     pub options: DeliveryOptions,
-    /// Settled deliveries on their way to [`settle_in_batches`].
-    pub settled: mpsc::Sender<(String, String)>,
+    /// Finished batches and settled retries on their way to [`finish_in_batches`].
+    pub finished: mpsc::Sender<Finished>,
+    /// The worker loop's wake-up, rung when a finished delivery leaves room for a round.
+    pub wake: Arc<tokio::sync::Notify>,
+}
+
+/// A claimed delivery and where it came from, which says how its outcome is written.
+pub(crate) struct Job {
+    delivery: ClaimedDelivery,
+    source: Source,
+}
+
+enum Source {
+    /// A row of `push_deliveries` (a retry): settled, retried or deferred on its own.
+    Row,
+    /// A batch of a push being expanded: the outcome is kept with the batch's others until
+    /// all are in.
+    Batch(Arc<BatchProgress>),
+}
+
+/// A batch in flight: how many of its deliveries have no outcome yet, and those of its
+/// deliveries that go on in `push_deliveries`.
+struct BatchProgress {
+    message_id: String,
+    after_device: String,
+    created_ms: i64,
+    left: AtomicUsize,
+    pending: parking_lot::Mutex<Vec<Pending>>,
+}
+
+/// What becomes of a delivery after this attempt.
+enum Next {
+    /// Delivered, or dropped for a reason already counted.
+    Settled,
+    /// Tried again at `next_attempt_ms`, after an error.
+    Retry(RetryPlan),
+    /// Not tried now (a busy Web Push origin): sent at this time, its attempts unchanged.
+    Defer(i64),
+}
+
+/// What the finisher writes.
+pub(crate) enum Finished {
+    /// A retry that settled.
+    Row((String, String)),
+    /// A batch whose deliveries all have an outcome.
+    Batch(FinishedBatch),
+}
+
+/// A claimed batch as jobs; `Err` gives back a batch with no delivery left to send (every
+/// device of a reclaimed range unregistered since), finished as it is.
+fn jobs_of_batch(batch: ClaimedBatch) -> Result<Vec<Job>, FinishedBatch> {
+    if batch.deliveries.is_empty() {
+        return Err(FinishedBatch {
+            message_id: batch.message_id,
+            after_device: batch.after_device,
+            created_ms: 0,
+            pending: Vec::new(),
+        });
+    }
+    let progress = Arc::new(BatchProgress {
+        created_ms: batch.deliveries.first().map_or(0, |d| d.created_ms),
+        message_id: batch.message_id,
+        after_device: batch.after_device,
+        left: AtomicUsize::new(batch.deliveries.len()),
+        pending: parking_lot::Mutex::new(Vec::new()),
+    });
+    Ok(batch
+        .deliveries
+        .into_iter()
+        .map(|delivery| Job {
+            delivery,
+            source: Source::Batch(progress.clone()),
+        })
+        .collect())
 }
 
 /// The delivery queue as [`lease::run`](crate::lease::run) drives it: a lane of
@@ -73,32 +151,48 @@ pub(crate) struct DeliveryWork {
     lanes: HashMap<Provider, Arc<Semaphore>>,
     total: Arc<Semaphore>,
     last_housekeeping: parking_lot::Mutex<tokio::time::Instant>,
+    last_reclaim: parking_lot::Mutex<tokio::time::Instant>,
 }
 
-/// The most deliveries one batch removes.
-const SETTLE_BATCH: usize = 512;
+/// The most outcomes one finishing transaction writes.
+const FINISH_BATCH: usize = 512;
 
-/// Removes settled deliveries in batches: whatever has settled while the previous batch was
-/// written goes in the next one, so under load one commit covers hundreds of deliveries and
-/// when idle each goes at once. A batch that fails is logged and its deliveries stay leased,
-/// to be sent again when the lease lapses: a duplicate push, never a lost one. Ends when every
-/// sender is gone, after writing what it has.
-pub(crate) async fn settle_in_batches(
+/// Writes finished batches and settled retries in batches: whatever finished while the
+/// previous transaction was written goes in the next one, so under load one commit covers
+/// hundreds of deliveries and when idle each goes at once. A transaction that fails is logged
+/// and what it held stays leased, to be sent again when the lease lapses: a duplicate push,
+/// never a lost one. Ends when every sender is gone, after writing what it has.
+pub(crate) async fn finish_in_batches(
     deliveries: Deliveries,
-    mut settled: mpsc::Receiver<(String, String)>,
+    mut finished: mpsc::Receiver<Finished>,
 ) {
-    let mut batch = Vec::with_capacity(SETTLE_BATCH);
-    while settled.recv_many(&mut batch, SETTLE_BATCH).await > 0 {
-        if let Err(e) = deliveries.settle(&batch).await {
-            tracing::warn!(error = %e, count = batch.len(), "push queue: settling deliveries failed; they will be sent again when their lease lapses");
+    let mut received = Vec::with_capacity(FINISH_BATCH);
+    while finished.recv_many(&mut received, FINISH_BATCH).await > 0 {
+        let mut batches = Vec::new();
+        let mut rows = Vec::new();
+        for item in received.drain(..) {
+            match item {
+                Finished::Row(key) => rows.push(key),
+                Finished::Batch(batch) => batches.push(batch),
+            }
         }
-        metrics::histogram!("pushwarden_push_settle_batch_size").record(batch.len() as f64);
-        batch.clear();
+        let count = rows.len() + batches.len();
+        if let Err(e) = deliveries.finish(&batches, &rows).await {
+            tracing::warn!(error = %e, count, "push queue: finishing deliveries failed; they will be sent again when their lease lapses");
+        }
+        metrics::histogram!("pushwarden_push_settle_batch_size").record(count as f64);
     }
 }
 
 /// The most deliveries one claim takes.
 const CLAIM_BATCH: u32 = 256;
+
+/// The most devices of one push a round expands: a push to many devices is sent in batches of
+/// this size, taking turns with the other pushes.
+const EXPAND_BATCH: u32 = 128;
+
+/// How often batches whose lease lapsed (their worker died) are looked for.
+const RECLAIM_EVERY: Duration = Duration::from_secs(1);
 
 /// How often settled messages are purged and the queue's depth is reported.
 const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(30);
@@ -114,14 +208,32 @@ impl DeliveryWork {
             total: Arc::new(Semaphore::new(concurrency * Provider::ALL.len())),
             worker: Arc::new(worker),
             last_housekeeping: parking_lot::Mutex::new(tokio::time::Instant::now()),
+            last_reclaim: parking_lot::Mutex::new(tokio::time::Instant::now() - RECLAIM_EVERY),
         }
     }
 
     pub fn pace(&self) -> crate::lease::Pace {
         crate::lease::Pace {
             batch: CLAIM_BATCH,
+            min_batch: self.min_claim(),
             poll_interval: self.worker.options.poll_interval,
         }
+    }
+
+    /// The room a round waits for when the previous one found work: claiming a handful at a
+    /// time would cost a round of statements per handful.
+    fn min_claim(&self) -> usize {
+        (self.worker.options.concurrency / 4).clamp(1, 32)
+    }
+
+    /// Whether batches whose lease lapsed are due to be looked for.
+    fn reclaim_due(&self) -> bool {
+        let mut last = self.last_reclaim.lock();
+        let due = last.elapsed() >= RECLAIM_EVERY;
+        if due {
+            *last = tokio::time::Instant::now();
+        }
+        due
     }
 
     async fn housekeeping(&self) {
@@ -148,48 +260,73 @@ fn due_after(now_ms: i64, after: Duration) -> i64 {
 /// its endpoint's origin, see [`crate::origin`]). When the loop stops, deliveries in flight
 /// still finish (or their leases lapse).
 impl LeasedWork for DeliveryWork {
-    type Item = ClaimedDelivery;
+    type Item = Job;
     const NAME: &'static str = "push queue";
 
     fn room(&self) -> usize {
         self.total.available_permits()
     }
 
-    async fn claim(
-        &self,
-        now_ms: i64,
-        limit: u32,
-    ) -> Result<Vec<ClaimedDelivery>, crate::store::StoreError> {
-        self.worker
-            .deliveries
-            .claim(now_ms, self.worker.options.lease, limit)
-            .await
+    /// Due retries first (they waited), then batches whose worker died, then new batches of
+    /// the pushes being expanded, with what room is left.
+    async fn claim(&self, now_ms: i64, limit: u32) -> Result<Vec<Job>, crate::store::StoreError> {
+        let deliveries = &self.worker.deliveries;
+        let lease = self.worker.options.lease;
+        let mut jobs: Vec<Job> = deliveries
+            .claim(now_ms, lease, limit)
+            .await?
+            .into_iter()
+            .map(|delivery| Job {
+                delivery,
+                source: Source::Row,
+            })
+            .collect();
+        let mut batches = Vec::new();
+        if self.reclaim_due() {
+            let left = limit.saturating_sub(jobs.len() as u32) / EXPAND_BATCH;
+            if left > 0 {
+                batches = deliveries.reclaim_batches(now_ms, lease, left).await?;
+                if !batches.is_empty() {
+                    tracing::info!(
+                        count = batches.len(),
+                        "push queue: sending again batches whose lease lapsed"
+                    );
+                    metrics::counter!("pushwarden_push_batches_reclaimed_total")
+                        .increment(batches.len() as u64);
+                }
+            }
+        }
+        let claimed: usize = batches.iter().map(|b| b.deliveries.len()).sum();
+        let left = limit.saturating_sub((jobs.len() + claimed) as u32);
+        batches.extend(deliveries.expand(now_ms, lease, left, EXPAND_BATCH).await?);
+        for batch in batches {
+            match jobs_of_batch(batch) {
+                Ok(batch_jobs) => jobs.extend(batch_jobs),
+                Err(empty) => self.worker.send_finished(Finished::Batch(empty)).await,
+            }
+        }
+        Ok(jobs)
     }
 
-    async fn process(&self, claimed: Vec<ClaimedDelivery>) {
-        // Deliveries put back in the queue (their Web Push origin busy or backing off, or no
-        // slot left), by when they are due again.
+    async fn process(&self, claimed: Vec<Job>) {
+        // Retry rows put back in the queue (their Web Push origin busy or backing off, or no
+        // slot left), by when they are due again; batch deliveries go back with their batch.
         let mut deferred: HashMap<i64, Vec<(String, String)>> = HashMap::new();
         let now = now_ms();
-        for delivery in claimed {
-            let label = delivery
-                .device
-                .as_ref()
-                .map_or("unknown", |d| d.platform.provider().as_str());
-            let ticket = match delivery
-                .device
-                .as_ref()
-                .and_then(|d| self.worker.providers.admit(d))
-            {
+        for job in claimed {
+            let device = job.delivery.device.as_ref();
+            let label = device.map_or("unknown", |d| d.platform.provider().as_str());
+            let ticket = match device.and_then(|d| self.worker.providers.admit(d)) {
                 None => None,
                 Some(Admission::Queued(ticket)) => Some(ticket),
                 Some(Admission::Deferred { after, reason }) => {
                     metrics::counter!("pushwarden_push_deferred_total", "provider" => label, "reason" => reason)
                         .increment(1);
-                    deferred
-                        .entry(due_after(now, after))
-                        .or_default()
-                        .push(delivery.key());
+                    let at = due_after(now, after);
+                    match job.source {
+                        Source::Row => deferred.entry(at).or_default().push(job.delivery.key()),
+                        Source::Batch(_) => self.worker.finish(job, Next::Defer(at)).await,
+                    }
                     continue;
                 }
             };
@@ -200,38 +337,43 @@ impl LeasedWork for DeliveryWork {
                 None => match self.total.clone().try_acquire_owned() {
                     Ok(permit) => Some(permit),
                     Err(_) => {
-                        deferred.entry(now).or_default().push(delivery.key());
+                        match job.source {
+                            Source::Row => {
+                                deferred.entry(now).or_default().push(job.delivery.key())
+                            }
+                            Source::Batch(_) => self.worker.finish(job, Next::Defer(now)).await,
+                        }
                         continue;
                     }
                 },
             };
             let total = self.total.clone();
             let worker = self.worker.clone();
-            let lane = delivery
-                .device
-                .as_ref()
-                .and_then(|d| self.lanes.get(&d.platform.provider()).cloned());
+            let lane = device.and_then(|d| self.lanes.get(&d.platform.provider()).cloned());
+            let wake_at = self.min_claim();
             tokio::spawn(async move {
-                let (_origin, _permit) = match ticket {
+                let (origin, permit) = match ticket {
                     None => (None, permit),
                     Some(ticket) => match ticket.enter().await {
-                        Ok(pass) => (Some(pass), total.acquire_owned().await.ok()),
+                        Ok(pass) => (Some(pass), total.clone().acquire_owned().await.ok()),
                         Err(after) => {
                             metrics::counter!("pushwarden_push_deferred_total", "provider" => label, "reason" => "origin_busy")
                                 .increment(1);
                             let at = due_after(now_ms(), after);
-                            if let Err(e) = worker.deliveries.defer(&[delivery.key()], at).await {
-                                tracing::warn!(error = %e, "push queue: deferring failed; the lease will bring it back");
-                            }
-                            return;
+                            return worker.defer(job, at).await;
                         }
                     },
                 };
-                let _lane = match lane {
+                let lane = match lane {
                     Some(l) => l.acquire_owned().await.ok(),
                     None => None,
                 };
-                worker.deliver(delivery).await;
+                worker.deliver(job).await;
+                drop((lane, origin, permit));
+                // Room for a round again: the loop may be waiting for it.
+                if total.available_permits() >= wake_at {
+                    worker.wake.notify_one();
+                }
             });
         }
         for (at, keys) in deferred {
@@ -267,13 +409,14 @@ impl LeasedWork for DeliveryWork {
 }
 
 impl Worker {
-    /// Sends one delivery and settles it by its outcome.
-    async fn deliver(&self, delivery: ClaimedDelivery) {
+    /// Sends one delivery and writes what follows from its outcome.
+    async fn deliver(&self, job: Job) {
+        let delivery = &job.delivery;
         let now = now_ms();
         let Some(device) = &delivery.device else {
             return self
                 .drop_delivery(
-                    &delivery,
+                    job,
                     "unknown",
                     "unregistered",
                     "the device was unregistered",
@@ -289,13 +432,13 @@ impl Worker {
             .expired(delivery.created_ms, now)
         {
             return self
-                .drop_delivery(&delivery, label, "expired", "older than the maximum age")
+                .drop_delivery(job, label, "expired", "older than the maximum age")
                 .await;
         }
         if !self.providers.is_configured(provider) {
             return self
                 .drop_delivery(
-                    &delivery,
+                    job,
                     label,
                     "no_provider",
                     "its provider is no longer configured",
@@ -313,7 +456,7 @@ impl Worker {
             .await;
         metrics::counter!("pushwarden_push_attempts_total", "provider" => label, "outcome" => outcome.label())
             .increment(1);
-        self.note(&delivery, label, &outcome, now);
+        self.note(delivery, label, &outcome, now);
         match outcome {
             Outcome::Delivered => {
                 self.health.ok(label);
@@ -321,7 +464,7 @@ impl Worker {
                     .record(age.as_secs_f64());
                 metrics::counter!("pushwarden_push_delivered_total", "provider" => label)
                     .increment(1);
-                self.settled(&delivery).await
+                self.finish(job, Next::Settled).await
             }
             Outcome::Gone { reason, at_ms } => {
                 self.health.ok(label);
@@ -347,32 +490,31 @@ impl Worker {
                 metrics::counter!("pushwarden_push_dropped_total", "provider" => label, "reason" => "gone")
                     .increment(1);
                 self.journal.dropped(label, "gone");
-                self.settled(&delivery).await
+                self.finish(job, Next::Settled).await
             }
             Outcome::Rejected { reason } => {
-                return self
-                    .drop_delivery(&delivery, label, "rejected", &reason)
-                    .await;
+                return self.drop_delivery(job, label, "rejected", &reason).await;
             }
             Outcome::Retry { after, reason } => {
                 self.health.ok(label);
-                return self.retry(&delivery, label, after, reason, now).await;
+                return self.retry(job, label, after, reason, now).await;
             }
             Outcome::Misconfigured { reason } => {
                 self.health.config_error(label, &reason, now);
-                return self.retry(&delivery, label, None, reason, now).await;
+                return self.retry(job, label, None, reason, now).await;
             }
         }
     }
 
     async fn retry(
         &self,
-        delivery: &ClaimedDelivery,
+        job: Job,
         label: &'static str,
         after: Option<Duration>,
         reason: String,
         now: i64,
     ) {
+        let delivery = &job.delivery;
         let next = match self.options.retry_policy().next_step(
             delivery.attempts,
             delivery.created_ms,
@@ -382,7 +524,7 @@ impl Worker {
             Step::RetryAt(next) => next,
             Step::Expire => {
                 let why = format!("would retry after the maximum age; last error: {reason}");
-                return self.drop_delivery(delivery, label, "expired", &why).await;
+                return self.drop_delivery(job, label, "expired", &why).await;
             }
         };
         let delay = Duration::from_millis(u64::try_from(next - now).unwrap_or(0));
@@ -392,19 +534,18 @@ impl Worker {
             next_attempt_ms: next,
             error: reason,
         };
-        if let Err(e) = self.deliveries.retry(&delivery.key(), &plan).await {
-            tracing::warn!(error = %e, "push queue: rescheduling failed; the lease will bring it back");
-        }
+        self.finish(job, Next::Retry(plan)).await
     }
 
     /// Gives up on a delivery: counted per reason and logged, never silent.
     async fn drop_delivery(
         &self,
-        delivery: &ClaimedDelivery,
+        job: Job,
         label: &'static str,
         reason: &'static str,
         detail: &str,
     ) {
+        let delivery = &job.delivery;
         metrics::counter!("pushwarden_push_dropped_total", "provider" => label, "reason" => reason)
             .increment(1);
         self.journal.dropped(label, reason);
@@ -424,7 +565,7 @@ impl Worker {
             %detail,
             "push dropped"
         );
-        self.settled(delivery).await;
+        self.finish(job, Next::Settled).await;
     }
 
     /// Notes an attempt's outcome in the journal, and the provider's error if it was one.
@@ -444,11 +585,72 @@ impl Worker {
         self.journal.attempt(&delivery.device_id, noted);
     }
 
-    /// Hands a settled delivery to the batcher.
-    async fn settled(&self, delivery: &ClaimedDelivery) {
-        if self.settled.send(delivery.key()).await.is_err() {
-            // Only at shutdown; the lease brings the delivery back after a restart.
-            tracing::debug!("push queue: settling after the batcher stopped");
+    /// Writes what becomes of a delivery: a retry row on its own (settled through the
+    /// finisher, retried or deferred at once), a batch's delivery with its batch.
+    async fn finish(&self, job: Job, next: Next) {
+        let Job { delivery, source } = job;
+        let progress = match source {
+            Source::Row => {
+                let key = delivery.key();
+                let written = match next {
+                    Next::Settled => return self.send_finished(Finished::Row(key)).await,
+                    Next::Retry(plan) => self.deliveries.retry(&key, &plan).await,
+                    Next::Defer(at) => self.deliveries.defer(&[key], at).await,
+                };
+                if let Err(e) = written {
+                    tracing::warn!(error = %e, "push queue: rescheduling failed; the lease will bring it back");
+                }
+                return;
+            }
+            Source::Batch(progress) => progress,
+        };
+        let platform = delivery
+            .device
+            .as_ref()
+            .map_or("unknown", |d| d.platform.as_str());
+        let pending = match next {
+            Next::Settled => None,
+            Next::Retry(plan) => Some(Pending {
+                device_id: delivery.device_id,
+                platform,
+                attempts: plan.attempts,
+                next_attempt_ms: plan.next_attempt_ms,
+                last_error: Some(plan.error),
+            }),
+            Next::Defer(at) => Some(Pending {
+                device_id: delivery.device_id,
+                platform,
+                attempts: delivery.attempts,
+                next_attempt_ms: at,
+                last_error: None,
+            }),
+        };
+        if let Some(pending) = pending {
+            progress.pending.lock().push(pending);
+        }
+        // The last outcome of the batch finishes it.
+        if progress.left.fetch_sub(1, Ordering::AcqRel) == 1 {
+            let pending = std::mem::take(&mut *progress.pending.lock());
+            self.send_finished(Finished::Batch(FinishedBatch {
+                message_id: progress.message_id.clone(),
+                after_device: progress.after_device.clone(),
+                created_ms: progress.created_ms,
+                pending,
+            }))
+            .await;
+        }
+    }
+
+    /// Puts a delivery back untried, to be sent at `at`.
+    async fn defer(&self, job: Job, at: i64) {
+        self.finish(job, Next::Defer(at)).await
+    }
+
+    /// Hands an outcome to the finisher.
+    async fn send_finished(&self, finished: Finished) {
+        if self.finished.send(finished).await.is_err() {
+            // Only at shutdown; the lease brings the work back after a restart.
+            tracing::debug!("push queue: finishing after the finisher stopped");
         }
     }
 }

@@ -118,12 +118,19 @@ pub(crate) trait LeasedWork: Send + Sync + 'static {
 pub(crate) struct Pace {
     /// The most items one claim takes.
     pub batch: u32,
+    /// Right after a round that found work, the room the next one waits for (unless the
+    /// queue's work wakes it first): a round per freed slot would cost a round of statements
+    /// per delivery.
+    pub min_batch: usize,
     /// How often the queue is looked at when nothing wakes the worker.
     pub poll_interval: Duration,
 }
 
 /// How long to wait for a free slot when all are busy.
 const FULL_WAIT: Duration = Duration::from_millis(20);
+
+/// The shortest wait after a round that found nothing; new work wakes the loop at once.
+const IDLE_FLOOR: Duration = Duration::from_millis(2);
 
 /// Claims, works and waits until `stop` turns true: straight on while a round found work and
 /// there is room for more, else until the next item is due (at most `poll_interval`), `wake` is
@@ -157,12 +164,14 @@ pub(crate) async fn run<W: LeasedWork>(
             work.process(claimed).await;
         }
         work.after_round().await;
-        let room = work.room() > 0;
-        if got_any && room {
+        let room = work.room();
+        if got_any && room >= pace.min_batch {
             continue;
         }
-        let wait = if room {
-            until_due(work.next_due_ms().await, pace.poll_interval)
+        let wait = if room > 0 && !got_any {
+            // Not sooner than IDLE_FLOOR: what is due but was not claimed (another node holds
+            // it) must not turn the loop into a busy one.
+            until_due(work.next_due_ms().await, pace.poll_interval).max(IDLE_FLOOR)
         } else {
             FULL_WAIT
         };
@@ -326,6 +335,7 @@ mod tests {
         // Polling once an hour: only a wake-up can find the fourth item in time.
         let pace = Pace {
             batch: 10,
+            min_batch: 1,
             poll_interval: Duration::from_secs(3600),
         };
         let worker = tokio::spawn(run(memory.clone(), pace, wake.clone(), stopped));

@@ -137,10 +137,10 @@ impl PushService {
                 "push queue: deliveries pending from before the start"
             );
         }
-        let (settled, to_settle) = tokio::sync::mpsc::channel(4 * 512);
-        let settler = tokio::spawn(crate::delivery::settle_in_batches(
+        let (finished, to_finish) = tokio::sync::mpsc::channel(4 * 512);
+        let finisher = tokio::spawn(crate::delivery::finish_in_batches(
             self.store.deliveries(),
-            to_settle,
+            to_finish,
         ));
         let deliveries = DeliveryWork::new(Worker {
             deliveries: self.store.deliveries(),
@@ -149,7 +149,8 @@ impl PushService {
             health: self.health.clone(),
             journal: self.journal.clone(),
             options: self.options.clone(),
-            settled,
+            finished,
+            wake: self.wake.clone(),
         });
         let outbox = self.upstream.clone().map(|upstream| OutboxWork {
             outbox: self.store.outbox(),
@@ -168,9 +169,9 @@ impl PushService {
             });
             let pace = deliveries.pace();
             lease::run(Arc::new(deliveries), pace, wake, stop).await;
-            // The settler ends once the worker and its deliveries in flight (which hold
+            // The finisher ends once the worker and its deliveries in flight (which hold
             // clones of the sender) are gone, after writing its last batch.
-            let _ = settler.await;
+            let _ = finisher.await;
             if let Some(outbox) = outbox {
                 let _ = outbox.await;
             }

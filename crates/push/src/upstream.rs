@@ -338,6 +338,7 @@ impl OutboxWork {
     pub fn pace(&self) -> Pace {
         Pace {
             batch: CLAIM_BATCH,
+            min_batch: 1,
             poll_interval: self.poll_interval,
         }
     }

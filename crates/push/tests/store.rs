@@ -10,7 +10,7 @@ use pushwarden_model::{DeviceTarget, PushMessage};
 use pushwarden_model::{Recipient, Target};
 use pushwarden_push::apns::Environment;
 use pushwarden_push::registration::{Channel, Platform, Registration};
-use pushwarden_push::store::{RetryPlan, Store};
+use pushwarden_push::store::{ClaimedBatch, FinishedBatch, Pending, RetryPlan, Store};
 
 const ALL: &[Platform] = &Platform::ALL;
 
@@ -56,6 +56,43 @@ fn message() -> PushMessage {
     }
 }
 
+/// Expands every push being expanded, in batches of at most `batch` devices.
+async fn expand_all(store: &Store, now_ms: i64, batch: u32) -> Vec<ClaimedBatch> {
+    let mut all = Vec::new();
+    loop {
+        let batches = store
+            .deliveries()
+            .expand(now_ms, Duration::from_secs(60), 1_000, batch)
+            .await
+            .expect("expand");
+        if batches.is_empty() {
+            return all;
+        }
+        all.extend(batches);
+    }
+}
+
+/// A batch finished with these of its deliveries pending.
+fn finished(batch: &ClaimedBatch, pending: Vec<Pending>) -> FinishedBatch {
+    FinishedBatch {
+        message_id: batch.message_id.clone(),
+        after_device: batch.after_device.clone(),
+        created_ms: batch.deliveries.first().map_or(0, |d| d.created_ms),
+        pending,
+    }
+}
+
+/// A delivery put back untried, due at `at`.
+fn deferred(device_id: &str, at: i64) -> Pending {
+    Pending {
+        device_id: device_id.into(),
+        platform: "fcm",
+        attempts: 0,
+        next_attempt_ms: at,
+        last_error: None,
+    }
+}
+
 /// Device ids a push to `target` would reach.
 async fn reached(store: &Store, target: &DeviceTarget, platforms: &[Platform]) -> Vec<String> {
     let enqueued = store
@@ -63,24 +100,24 @@ async fn reached(store: &Store, target: &DeviceTarget, platforms: &[Platform]) -
         .enqueue(target, &message(), platforms, 10_000)
         .await
         .expect("enqueue");
-    let mut claimed = store
-        .deliveries()
-        .claim(10_000, Duration::from_secs(60), 100)
-        .await
-        .expect("claim");
-    assert_eq!(claimed.len() as u64, enqueued.deliveries);
-    let settled: Vec<(String, String)> = claimed
+    let batches = expand_all(store, 10_000, 100).await;
+    let mut ids: Vec<String> = batches
         .iter()
-        .map(|c| (c.message_id.clone(), c.device_id.clone()))
+        .flat_map(|b| b.deliveries.iter().map(|d| d.device_id.clone()))
         .collect();
-    store.deliveries().settle(&settled).await.expect("settle");
+    assert_eq!(ids.len() as u64, enqueued.deliveries);
+    let done: Vec<FinishedBatch> = batches.iter().map(|b| finished(b, Vec::new())).collect();
+    store.deliveries().finish(&done, &[]).await.expect("finish");
+    // Finishing a push's last batch deletes the push.
     assert_eq!(store.deliveries().pending().await.expect("pending"), 0);
-    store
-        .deliveries()
-        .purge_settled_messages()
-        .await
-        .expect("purge");
-    let mut ids: Vec<String> = claimed.drain(..).map(|c| c.device_id).collect();
+    assert_eq!(
+        store
+            .deliveries()
+            .purge_settled_messages()
+            .await
+            .expect("purge"),
+        0
+    );
     ids.sort();
     ids
 }
@@ -221,18 +258,22 @@ async fn targets_follow_bitwardens_tags() {
     }
 }
 
+/// A push is expanded a batch at a time in device id order, each batch leased; a batch whose
+/// lease lapsed is read again whole; a finished batch leaves only its retries behind.
 #[tokio::test]
-async fn queue_leases_retries_and_survives_reconnecting() {
+async fn pushes_fan_out_in_leased_batches() {
     for (backend, t) in support::both().await {
         let s = &t.store;
-        s.registrations()
-            .upsert(&device("a", "u1", Platform::Fcm, 0))
-            .await
-            .unwrap();
-        s.registrations()
-            .upsert(&device("b", "u1", Platform::Apns, 1))
-            .await
-            .unwrap();
+        for (id, platform) in [
+            ("a", Platform::Fcm),
+            ("b", Platform::Apns),
+            ("c", Platform::Fcm),
+        ] {
+            s.registrations()
+                .upsert(&device(id, "u1", platform, 0))
+                .await
+                .unwrap();
+        }
         let mut m = message();
         m.context_id = Some("ctx".into());
         let q = s
@@ -240,101 +281,178 @@ async fn queue_leases_retries_and_survives_reconnecting() {
             .enqueue(&to(Recipient::User("u1".into())), &m, ALL, 1_000)
             .await
             .unwrap();
-        assert_eq!(q.deliveries, 2, "{backend}");
+        assert_eq!(q.deliveries, 3, "{backend}");
+        assert_eq!(s.deliveries().pending().await.unwrap(), 1, "{backend}");
+        assert_eq!(s.deliveries().next_due_ms().await.unwrap(), Some(1_000));
 
         let lease = Duration::from_secs(30);
-        let first = s.deliveries().claim(1_000, lease, 1).await.unwrap();
+        let first = s.deliveries().expand(1_000, lease, 10, 2).await.unwrap();
         assert_eq!(first.len(), 1, "{backend}");
-        let c = &first[0];
+        let ids: Vec<&str> = first[0]
+            .deliveries
+            .iter()
+            .map(|d| d.device_id.as_str())
+            .collect();
+        assert_eq!(ids, ["a", "b"], "{backend}");
+        let c = &first[0].deliveries[0];
         assert_eq!(c.payload, m.payload);
         assert_eq!(c.context_id.as_deref(), Some("ctx"));
         assert_eq!(c.push_type, PushType::SyncVault.as_u8());
-        assert_eq!(c.attempts, 0);
-        let device = c.device.as_ref().expect("registered");
-        assert_eq!(device.channel.address(), format!("token-{}", c.device_id));
-        // A leased row is not handed out twice; the other one is.
-        let second = s.deliveries().claim(1_000, lease, 10).await.unwrap();
-        assert_eq!(second.len(), 1, "{backend}");
-        assert_ne!(second[0].device_id, c.device_id);
-        assert!(
-            s.deliveries()
-                .claim(2_000, lease, 10)
-                .await
-                .unwrap()
-                .is_empty(),
-            "{backend}"
-        );
+        assert_eq!((c.attempts, c.created_ms), (0, 1_000));
+        let channel = &c.device.as_ref().expect("registered").channel;
+        assert_eq!(channel.address(), "token-a");
+        // A device registered meanwhile, after the cursor, is reached too.
+        s.registrations()
+            .upsert(&device("d", "u1", Platform::Fcm, 0))
+            .await
+            .unwrap();
+        let second = s.deliveries().expand(1_100, lease, 10, 2).await.unwrap();
+        let ids: Vec<&str> = second[0]
+            .deliveries
+            .iter()
+            .map(|d| d.device_id.as_str())
+            .collect();
+        assert_eq!(ids, ["c", "d"], "{backend}");
+        assert!(s
+            .deliveries()
+            .expand(1_200, lease, 10, 2)
+            .await
+            .unwrap()
+            .is_empty());
+        // Two batches in flight; nothing lapsed yet.
+        assert_eq!(s.deliveries().pending().await.unwrap(), 2, "{backend}");
+        assert!(s
+            .deliveries()
+            .reclaim_batches(30_999, lease, 10)
+            .await
+            .unwrap()
+            .is_empty());
 
-        // Retried later: invisible until due.
-        let plan = RetryPlan {
+        // The second batch finishes: d settled, c to be retried; the first one's worker dies.
+        let retry = Pending {
+            device_id: "c".into(),
+            platform: "fcm",
             attempts: 1,
             next_attempt_ms: 5_000,
-            error: "503".into(),
+            last_error: Some("503".into()),
         };
-        s.deliveries().retry(&c.key(), &plan).await.unwrap();
-        assert!(
-            s.deliveries()
-                .claim(4_999, lease, 10)
-                .await
-                .unwrap()
-                .is_empty(),
-            "{backend}"
-        );
-        assert_eq!(
-            s.deliveries().next_due_ms().await.unwrap(),
-            Some(1_000),
-            "{backend}"
-        );
+        s.deliveries()
+            .finish(&[finished(&second[0], vec![retry])], &[])
+            .await
+            .unwrap();
+        assert!(s
+            .deliveries()
+            .claim(4_999, lease, 10)
+            .await
+            .unwrap()
+            .is_empty());
 
         // A new connection (a restart) finds everything still there.
         let url = t.url.clone();
         s.close().await;
         let reopened = Store::connect(&url).await.unwrap();
+        let d = reopened.deliveries();
         assert_eq!(
-            reopened.deliveries().pending().await.unwrap(),
+            d.pending().await.unwrap(),
             2,
-            "{backend}"
+            "{backend}: a batch and a retry"
         );
-        let due = reopened.deliveries().claim(5_000, lease, 10).await.unwrap();
+        assert_eq!(d.next_due_ms().await.unwrap(), Some(5_000), "{backend}");
+        let due = d.claim(5_000, lease, 10).await.unwrap();
         assert_eq!(due.len(), 1, "{backend}");
-        assert_eq!(due[0].attempts, 1, "{backend}");
-        // The other one's lease ran out at 31_000; SQLite's restart frees it at once.
+        assert_eq!((due[0].device_id.as_str(), due[0].attempts), ("c", 1));
+        assert_eq!(due[0].created_ms, 1_000, "{backend}");
+        // The first batch's lease lapsed at 31_000: it is read again, whole.
+        let again = d.reclaim_batches(31_000, lease, 10).await.unwrap();
+        assert_eq!(again.len(), 1, "{backend}");
+        let ids: Vec<&str> = again[0]
+            .deliveries
+            .iter()
+            .map(|d| d.device_id.as_str())
+            .collect();
+        assert_eq!(ids, ["a", "b"], "{backend}");
+        assert!(d
+            .reclaim_batches(31_000, lease, 10)
+            .await
+            .unwrap()
+            .is_empty());
+        // SQLite's restart frees both leases at once (the batch's and the retry's).
         assert_eq!(reopened.release_all_leases().await.unwrap(), 2, "{backend}");
-        assert_eq!(
-            reopened
-                .deliveries()
-                .claim(6_000, lease, 10)
-                .await
-                .unwrap()
-                .len(),
-            2,
-            "{backend}"
-        );
 
-        // A device unregistered after the push was accepted comes back without a channel.
+        // A device unregistered after the push was accepted: gone from a batch read again,
+        // and a retry of it comes back without a channel.
+        reopened.registrations().delete("c").await.unwrap();
+        let claimed = d.claim(7_000, lease, 10).await.unwrap();
+        assert!(claimed[0].device.is_none(), "{backend}");
         reopened.registrations().delete("a").await.unwrap();
-        reopened.release_all_leases().await.unwrap();
-        let claimed = reopened.deliveries().claim(7_000, lease, 10).await.unwrap();
-        let gone = claimed.iter().find(|c| c.device_id == "a").unwrap();
-        assert!(gone.device.is_none(), "{backend}");
-        for c in &claimed {
-            reopened.deliveries().settle(&[c.key()]).await.unwrap();
-        }
-        assert_eq!(
-            reopened
-                .deliveries()
-                .purge_settled_messages()
-                .await
-                .unwrap(),
-            1,
-            "{backend}"
-        );
-        assert_eq!(
-            reopened.deliveries().pending().await.unwrap(),
-            0,
-            "{backend}"
-        );
+        let batch = d.reclaim_batches(7_000, lease, 10).await.unwrap();
+        let ids: Vec<&str> = batch[0]
+            .deliveries
+            .iter()
+            .map(|d| d.device_id.as_str())
+            .collect();
+        assert_eq!(ids, ["b"], "{backend}");
+        // Finishing the last batch and settling the retry deletes the push.
+        d.finish(&[finished(&batch[0], Vec::new())], &[claimed[0].key()])
+            .await
+            .unwrap();
+        assert_eq!(d.pending().await.unwrap(), 0, "{backend}");
+        assert_eq!(d.purge_settled_messages().await.unwrap(), 0, "{backend}");
+        assert_eq!(d.next_due_ms().await.unwrap(), None, "{backend}");
         reopened.close().await;
+        t.remove().await;
+    }
+}
+
+/// Pushes being expanded take turns: a push to many devices does not hold back one that came
+/// after it for a single device.
+#[tokio::test]
+async fn a_big_push_and_a_small_one_take_turns() {
+    for (backend, t) in support::both().await {
+        let s = &t.store;
+        let mut devices = Vec::new();
+        for i in 0..50 {
+            let mut r = device(&format!("m{i:03}"), &format!("member{i}"), Platform::Fcm, 0);
+            r.organization_ids = vec!["big".into()];
+            devices.push(r);
+        }
+        devices.push(device("z", "loner", Platform::Apns, 1));
+        for r in &devices {
+            s.registrations().upsert(r).await.unwrap();
+        }
+        let org = to(Recipient::Organization("big".into()));
+        let q = s
+            .deliveries()
+            .enqueue(&org, &message(), ALL, 1_000)
+            .await
+            .unwrap();
+        assert_eq!(q.deliveries, 50, "{backend}");
+        let lease = Duration::from_secs(30);
+        let first = s.deliveries().expand(1_001, lease, 10, 10).await.unwrap();
+        assert_eq!(first.len(), 1, "{backend}");
+        s.deliveries()
+            .enqueue(&to(Recipient::User("loner".into())), &message(), ALL, 1_002)
+            .await
+            .unwrap();
+        // The next round serves both, an even share of its budget each: the big push waited
+        // longest (its turn came at 1_001) and gets 5, the small one its one device.
+        let next = s.deliveries().expand(1_003, lease, 10, 10).await.unwrap();
+        let sizes: Vec<usize> = next.iter().map(|b| b.deliveries.len()).collect();
+        assert_eq!(sizes, [5, 1], "{backend}");
+        assert_eq!(next[1].deliveries[0].device_id, "z", "{backend}");
+        let next: Vec<ClaimedBatch> = next.into_iter().take(1).collect();
+        // The rest of the organization, in order, each device once.
+        let rest = expand_all(s, 1_004, 10).await;
+        let mut ids: Vec<String> = first
+            .iter()
+            .chain(&next)
+            .chain(&rest)
+            .flat_map(|b| b.deliveries.iter().map(|d| d.device_id.clone()))
+            .collect();
+        let expected: Vec<String> = (0..50).map(|i| format!("m{i:03}")).collect();
+        assert_eq!(ids, expected, "{backend}");
+        ids.dedup();
+        assert_eq!(ids.len(), 50, "{backend}");
         t.remove().await;
     }
 }
@@ -353,6 +471,13 @@ async fn deferred_deliveries_wait_without_counting_an_attempt() {
         }
         s.deliveries()
             .enqueue(&to(Recipient::User("u1".into())), &message(), ALL, 1_000)
+            .await
+            .unwrap();
+        // The batch's deliveries all deferred to 1_000: rows of their own.
+        let batches = expand_all(s, 1_000, 10).await;
+        let rows = ["a", "b", "c"].map(|id| deferred(id, 1_000)).to_vec();
+        s.deliveries()
+            .finish(&[finished(&batches[0], rows)], &[])
             .await
             .unwrap();
         let lease = Duration::from_secs(30);
@@ -609,18 +734,23 @@ async fn what_the_admin_page_reads() {
             .enqueue(&to(Recipient::User("u1".into())), &message(), ALL, 10_000)
             .await
             .unwrap();
-        let claimed = s
-            .deliveries()
-            .claim(10_000, Duration::from_secs(60), 10)
-            .await
-            .unwrap();
-        let fcm = claimed.iter().find(|c| c.device_id == "phone").unwrap();
-        let plan = RetryPlan {
+        // The phone's delivery failed once; the browser's was put back (its origin busy).
+        let batches = expand_all(s, 10_000, 10).await;
+        let retry = Pending {
+            device_id: "phone".into(),
+            platform: "fcm",
             attempts: 1,
             next_attempt_ms: 20_000,
-            error: "FCM 503".into(),
+            last_error: Some("FCM 503".into()),
         };
-        s.deliveries().retry(&fcm.key(), &plan).await.unwrap();
+        let busy = Pending {
+            platform: "webpush",
+            ..deferred("browser", 12_000)
+        };
+        s.deliveries()
+            .finish(&[finished(&batches[0], vec![retry, busy])], &[])
+            .await
+            .unwrap();
         let pending = s.deliveries().pending_by_platform().await.unwrap();
         let summary: Vec<(String, i64, i64)> = pending
             .into_iter()

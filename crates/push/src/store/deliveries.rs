@@ -1,6 +1,9 @@
-//! The durable delivery queue: a message stored once, one row per device it must reach, each
-//! claimed under a lease, retried on its own schedule, and removed once it is settled. Rows
-//! are independent, so any due row may be claimed, the soonest due first.
+//! The durable delivery queue. A push is stored once, with its audience, when it is accepted;
+//! the worker expands it to devices as it sends it, a batch at a time (`fan_out.rs`), so a
+//! device delivered at the first attempt costs the database nothing of its own. A delivery that
+//! must wait (a retry, a busy Web Push origin) gets a row here, keyed by push and device,
+//! claimed under a lease, retried on its own schedule and removed once settled. Rows are
+//! independent, so any due row may be claimed, the soonest due first.
 
 use std::time::Duration;
 
@@ -8,9 +11,10 @@ use pushwarden_model::{DeviceTarget, PushMessage};
 use sqlx::any::AnyRow;
 use sqlx::{AnyPool, Row};
 
+use super::audience::{Audience, TargetFilter, AUDIENCE_COLUMNS};
 use super::leased::{Leased, Order, RetryPlan, Spec};
-use super::registrations::{channel_from_row, TargetFilter};
-use super::{affected, StoreError};
+use super::registrations::channel_from_row;
+use super::{affected, Backend, StoreError};
 use crate::apns::Environment;
 use crate::registration::{parse_environment, Channel, Platform};
 
@@ -30,7 +34,8 @@ static SPEC: Spec = Spec {
 /// The delivery queue: [`Store::deliveries`](super::Store::deliveries).
 #[derive(Clone)]
 pub struct Deliveries {
-    pool: AnyPool,
+    pub(super) pool: AnyPool,
+    pub(super) backend: Backend,
     queue: Leased,
 }
 
@@ -73,15 +78,17 @@ impl ClaimedDelivery {
 }
 
 impl Deliveries {
-    pub(super) fn new(pool: AnyPool) -> Self {
+    pub(super) fn new(pool: AnyPool, backend: Backend) -> Self {
         Self {
             queue: Leased::new(pool.clone(), &SPEC),
             pool,
+            backend,
         }
     }
 
-    /// Writes a message and one delivery per matching device on `platforms`, in one
-    /// transaction: when this returns, the push survives a restart.
+    /// Stores a push for the devices on `platforms` that `target` matches, with its audience,
+    /// to be expanded to them as it is sent: when this returns, the push survives a restart.
+    /// `deliveries` counts the devices that match now; none, and nothing is written.
     pub async fn enqueue(
         &self,
         target: &DeviceTarget,
@@ -93,40 +100,39 @@ impl Deliveries {
             message_id: None,
             deliveries: 0,
         };
-        if platforms.is_empty() {
+        let filter = TargetFilter::new(target, platforms, 1);
+        let count = format!(
+            "SELECT COUNT(*) FROM push_registrations r WHERE {}",
+            filter.condition
+        );
+        let deliveries: i64 = filter
+            .bind(sqlx::query(&count))
+            .fetch_one(&self.pool)
+            .await?
+            .try_get(0)?;
+        if deliveries <= 0 {
             return Ok(nothing);
         }
         let message_id = uuid::Uuid::new_v4().to_string();
-        let filter = TargetFilter::new(target, platforms, 3);
-        let sql = format!(
-            "INSERT INTO push_deliveries (message_id, device_id, platform, attempts, \
-             next_attempt_ms, lease_until_ms, created_ms) \
-             SELECT $1, r.device_id, r.platform, 0, $2, 0, $2 FROM push_registrations r \
-             WHERE {}",
-            filter.condition
+        let audience = Audience {
+            target: target.clone(),
+            platforms: platforms.to_vec(),
+        };
+        let insert = format!(
+            "INSERT INTO push_messages (id, push_type, payload, context_id, created_ms, \
+             {AUDIENCE_COLUMNS}, expanded_through, expanded, turn_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, '', 0, $5)"
         );
-        let mut tx = self.pool.begin().await?;
-        sqlx::query(
-            "INSERT INTO push_messages (id, push_type, payload, context_id, created_ms) \
-             VALUES ($1, $2, $3, $4, $5)",
-        )
-        .bind(message_id.clone())
-        .bind(i64::from(message.push_type.as_u8()))
-        .bind(message.payload.clone())
-        .bind(message.context_id.clone())
-        .bind(now_ms)
-        .execute(&mut *tx)
-        .await?;
-        let insert = filter.bind(sqlx::query(&sql).bind(message_id.clone()).bind(now_ms));
-        let deliveries = affected(insert.execute(&mut *tx).await?);
-        if deliveries == 0 {
-            tx.rollback().await?;
-            return Ok(nothing);
-        }
-        tx.commit().await?;
+        let query = sqlx::query(&insert)
+            .bind(message_id.clone())
+            .bind(i64::from(message.push_type.as_u8()))
+            .bind(message.payload.clone())
+            .bind(message.context_id.clone())
+            .bind(now_ms);
+        audience.bind(query).execute(&self.pool).await?;
         Ok(Enqueued {
             message_id: Some(message_id),
-            deliveries,
+            deliveries: u64::try_from(deliveries).unwrap_or(0),
         })
     }
 
@@ -165,28 +171,55 @@ impl Deliveries {
 
     /// Frees every delivery's lease (see [`Store::release_all_leases`](super::Store::release_all_leases)).
     pub async fn release_all_leases(&self) -> Result<u64, StoreError> {
-        self.queue.release_all().await
+        let batches = sqlx::query(
+            "UPDATE push_batches SET lease_until_ms = 0, lease_token = NULL \
+             WHERE lease_token IS NOT NULL",
+        )
+        .execute(&self.pool)
+        .await?;
+        Ok(self.queue.release_all().await? + affected(batches))
     }
 
-    /// Deletes messages no delivery refers to any more.
+    /// Deletes pushes that are fully expanded and that no batch or delivery refers to any
+    /// more. (Finishing a push's last batch deletes it; this catches the rest: a push whose
+    /// last retry settled, or whose last batch finished while it was being expanded.)
     pub async fn purge_settled_messages(&self) -> Result<u64, StoreError> {
         let n = sqlx::query(
-            "DELETE FROM push_messages WHERE NOT EXISTS \
-             (SELECT 1 FROM push_deliveries d WHERE d.message_id = push_messages.id)",
+            "DELETE FROM push_messages WHERE expanded = 1 AND NOT EXISTS \
+             (SELECT 1 FROM push_deliveries d WHERE d.message_id = push_messages.id) \
+             AND NOT EXISTS (SELECT 1 FROM push_batches b WHERE b.message_id = push_messages.id)",
         )
         .execute(&self.pool)
         .await?;
         Ok(affected(n))
     }
 
-    /// Deliveries not yet settled.
+    /// What the queue holds: deliveries waiting for a retry, pushes not yet fully expanded and
+    /// batches being sent. 0 means every accepted push is settled.
     pub async fn pending(&self) -> Result<i64, StoreError> {
-        self.queue.pending().await
+        let rows = self.queue.pending().await?;
+        let row = sqlx::query(
+            "SELECT (SELECT COUNT(*) FROM push_messages WHERE expanded = 0), \
+             (SELECT COUNT(*) FROM push_batches)",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(rows + row.try_get::<i64, _>(0)? + row.try_get::<i64, _>(1)?)
     }
 
-    /// When the next delivery falls due, if any.
+    /// When there is next something to do, if anything: a retry falls due, a push waits to be
+    /// expanded (now), or a batch's lease lapses.
     pub async fn next_due_ms(&self) -> Result<Option<i64>, StoreError> {
-        self.queue.next_due_ms().await
+        let retry = self.queue.next_due_ms().await?;
+        let row = sqlx::query(
+            "SELECT (SELECT MIN(turn_ms) FROM push_messages WHERE expanded = 0), \
+             (SELECT MIN(lease_until_ms) FROM push_batches)",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        let expand: Option<i64> = row.try_get(0)?;
+        let lapse: Option<i64> = row.try_get(1)?;
+        Ok([retry, expand, lapse].into_iter().flatten().min())
     }
 
     /// Pending deliveries per platform: how many in all, and how many of those failed at
@@ -221,32 +254,37 @@ pub struct PendingCount {
 
 fn claimed_from_row(row: &AnyRow) -> Result<ClaimedDelivery, StoreError> {
     let attempts: i64 = row.try_get("attempts")?;
-    let push_type: i64 = row.try_get("push_type")?;
-    let device = match row.try_get::<Option<String>, _>("platform")? {
-        None => None,
-        Some(name) => {
-            let platform = Platform::parse(&name)
-                .ok_or_else(|| StoreError::Corrupt(format!("unknown platform {name:?}")))?;
-            Some(ClaimedDevice {
-                platform,
-                channel: channel_from_row(row, platform)?,
-                apns_environment: row
-                    .try_get::<Option<String>, _>("apns_environment")?
-                    .as_deref()
-                    .and_then(parse_environment),
-                updated_ms: row.try_get::<Option<i64>, _>("updated_ms")?.unwrap_or(0),
-            })
-        }
-    };
     Ok(ClaimedDelivery {
         message_id: row.try_get("message_id")?,
         device_id: row.try_get("device_id")?,
         attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
         created_ms: row.try_get("created_ms")?,
-        push_type: u8::try_from(push_type)
-            .map_err(|_| StoreError::Corrupt(format!("push type {push_type}")))?,
+        push_type: push_type_from_row(row)?,
         payload: row.try_get("payload")?,
         context_id: row.try_get("context_id")?,
-        device,
+        device: device_from_row(row)?,
     })
+}
+
+pub(super) fn push_type_from_row(row: &AnyRow) -> Result<u8, StoreError> {
+    let push_type: i64 = row.try_get("push_type")?;
+    u8::try_from(push_type).map_err(|_| StoreError::Corrupt(format!("push type {push_type}")))
+}
+
+/// The device columns of a row (`None` where a left join found no registration).
+pub(super) fn device_from_row(row: &AnyRow) -> Result<Option<ClaimedDevice>, StoreError> {
+    let Some(name) = row.try_get::<Option<String>, _>("platform")? else {
+        return Ok(None);
+    };
+    let platform = Platform::parse(&name)
+        .ok_or_else(|| StoreError::Corrupt(format!("unknown platform {name:?}")))?;
+    Ok(Some(ClaimedDevice {
+        platform,
+        channel: channel_from_row(row, platform)?,
+        apns_environment: row
+            .try_get::<Option<String>, _>("apns_environment")?
+            .as_deref()
+            .and_then(parse_environment),
+        updated_ms: row.try_get::<Option<i64>, _>("updated_ms")?.unwrap_or(0),
+    }))
 }

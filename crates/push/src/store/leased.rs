@@ -63,7 +63,7 @@ pub struct RetryPlan {
 const MAX_BINDS: usize = 800;
 
 /// The longest `last_error` kept, in bytes.
-const MAX_ERROR: usize = 500;
+pub(super) const MAX_ERROR: usize = 500;
 
 impl Spec {
     /// `col` or `(col1, col2)`, as a row value.
@@ -270,21 +270,25 @@ impl Leased {
         Ok(scalar(&self.pool, &sql, &[]).await?.unwrap_or(0))
     }
 
-    /// When the next row falls due, if any. In a FIFO queue that is the oldest row's time,
-    /// whatever is due behind it.
+    /// When the next row can be claimed, if any: due, and its lease (if claimed) lapsed. In a
+    /// FIFO queue that is the oldest row's time, whatever is due behind it.
     pub async fn next_due_ms(&self) -> Result<Option<i64>, StoreError> {
         let table = self.spec.table;
+        // A row in flight is not due until its lease lapses: counting it as due would have the
+        // worker look again and again while it is being sent.
+        let at = "CASE WHEN lease_until_ms > next_attempt_ms THEN lease_until_ms \
+                  ELSE next_attempt_ms END";
         let sql = match self.spec.order {
-            Order::Due => format!("SELECT MIN(next_attempt_ms) FROM {table}"),
+            Order::Due => format!("SELECT MIN({at}) FROM {table}"),
             Order::Fifo(column) => {
-                format!("SELECT next_attempt_ms FROM {table} ORDER BY {column} LIMIT 1")
+                format!("SELECT {at} FROM {table} ORDER BY {column} LIMIT 1")
             }
         };
         scalar(&self.pool, &sql, &[]).await
     }
 }
 
-fn truncate(s: &mut String, max: usize) {
+pub(super) fn truncate(s: &mut String, max: usize) {
     if s.len() > max {
         let mut cut = max;
         while !s.is_char_boundary(cut) {

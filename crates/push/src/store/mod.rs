@@ -1,13 +1,16 @@
 //! The durable store, in SQLite (embedded, the default) or PostgreSQL, through one portable
 //! schema (`migrations/`), with a handle per concern sharing one pool:
-//! [`Store::registrations`] (devices), [`Store::deliveries`] (the delivery queue),
+//! [`Store::registrations`] (devices), [`Store::deliveries`] (the delivery queue: pushes
+//! expanded to their devices as they are sent, and deliveries waiting for a retry),
 //! [`Store::outbox`] (requests for an upstream relay) and [`Store::installations`] (servers
 //! that push through this relay). Both queues are leased queues (`leased.rs`).
 //!
 //! sqlx's `Any` driver keeps one code path for both: the SQL here sticks to what both dialects
 //! parse (`$n` placeholders, `ON CONFLICT`, row values), and every integer is a BIGINT.
 
+mod audience;
 mod deliveries;
+mod fan_out;
 mod installations;
 mod leased;
 mod outbox;
@@ -20,6 +23,7 @@ use sqlx::any::{AnyPoolOptions, AnyQueryResult};
 use sqlx::AnyPool;
 
 pub use deliveries::{ClaimedDelivery, ClaimedDevice, Deliveries, Enqueued, PendingCount};
+pub use fan_out::{ClaimedBatch, FinishedBatch, Pending};
 pub use installations::{Installation, Installations, SecretCheck};
 pub use leased::{RetryPlan, RowKey};
 pub use outbox::{Outbox, OutboxItem};
@@ -135,7 +139,7 @@ impl Store {
 
     /// The delivery queue.
     pub fn deliveries(&self) -> Deliveries {
-        Deliveries::new(self.pool.clone())
+        Deliveries::new(self.pool.clone(), self.backend)
     }
 
     /// The outbox to an upstream relay.

@@ -3,11 +3,12 @@
 
 use std::collections::HashMap;
 
-use pushwarden_model::{DeviceTarget, Recipient};
+use pushwarden_model::DeviceTarget;
 use sqlx::any::AnyRow;
 use sqlx::{AnyPool, Row};
 
-use super::{affected, scalar, AnyQuery, Backend, StoreError};
+use super::audience::TargetFilter;
+use super::{affected, scalar, Backend, StoreError};
 use crate::registration::{environment_name, parse_environment, Channel, Platform, Registration};
 
 /// Registered devices: [`Store::registrations`](super::Store::registrations).
@@ -388,70 +389,4 @@ pub(super) fn channel_from_row(row: &AnyRow, platform: Platform) -> Result<Chann
                 .ok_or_else(|| missing("auth"))?,
         },
     })
-}
-
-/// The `WHERE` condition selecting a target's registrations (`r`): Bitwarden's tag expression
-/// `target && !deviceIdentifier:{x} && clientType:{ct}`, limited to some platforms.
-pub(super) struct TargetFilter {
-    pub condition: String,
-    binds: Vec<Bind>,
-}
-
-enum Bind {
-    Text(String),
-    Int(i64),
-}
-
-impl TargetFilter {
-    /// `first` is the number of the first placeholder the condition may use.
-    pub fn new(target: &DeviceTarget, platforms: &[Platform], first: usize) -> Self {
-        let mut n = first;
-        let mut binds = Vec::new();
-        let mut next = |bind: Bind| {
-            binds.push(bind);
-            n += 1;
-            format!("${}", n - 1)
-        };
-        let mut condition = match &target.target.recipient {
-            Recipient::User(id) => format!("r.user_id = {}", next(Bind::Text(id.clone()))),
-            Recipient::Organization(id) => format!(
-                "r.device_id IN (SELECT o.device_id FROM push_registration_organizations o \
-                 WHERE o.organization_id = {})",
-                next(Bind::Text(id.clone()))
-            ),
-            Recipient::Installation(id) => {
-                format!("r.installation_id = {}", next(Bind::Text(id.clone())))
-            }
-        };
-        // Platform names are our own constants, never request input.
-        let platform_list = platforms
-            .iter()
-            .map(|p| format!("'{}'", p.as_str()))
-            .collect::<Vec<_>>()
-            .join(", ");
-        condition.push_str(&format!(" AND r.platform IN ({platform_list})"));
-        if let Some(identifier) = &target.exclude_identifier {
-            condition.push_str(&format!(
-                " AND (r.identifier IS NULL OR r.identifier <> {})",
-                next(Bind::Text(identifier.clone()))
-            ));
-        }
-        if let Some(client_type) = target.target.client_type {
-            condition.push_str(&format!(
-                " AND r.client_type = {}",
-                next(Bind::Int(client_type as i64))
-            ));
-        }
-        Self { condition, binds }
-    }
-
-    pub fn bind<'q>(&self, mut query: AnyQuery<'q>) -> AnyQuery<'q> {
-        for b in &self.binds {
-            query = match b {
-                Bind::Text(s) => query.bind(s.clone()),
-                Bind::Int(i) => query.bind(*i),
-            };
-        }
-        query
-    }
 }

@@ -1,0 +1,284 @@
+//! Which registered devices a push reaches, as SQL: Bitwarden's tag expression
+//! `target && !deviceIdentifier:{x} && clientType:{ct}`, limited to the platforms that can
+//! deliver ([`TargetFilter`]); and the same audience as a push stores it ([`Audience`]), walked
+//! in device id order from where the previous batch stopped ([`Walk`]).
+
+use pushwarden_model::{ClientType, DeviceTarget, Recipient, Target};
+use sqlx::any::AnyRow;
+use sqlx::Row;
+
+use super::{AnyQuery, StoreError};
+use crate::registration::Platform;
+
+/// A push's audience as [`Deliveries::enqueue`](super::Deliveries::enqueue) stores it with the
+/// push, to be expanded to devices as it is sent.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) struct Audience {
+    pub target: DeviceTarget,
+    pub platforms: Vec<Platform>,
+}
+
+/// The `push_messages` columns holding an [`Audience`], in this order.
+pub(super) const AUDIENCE_COLUMNS: &str =
+    "target_kind, target_id, exclude_identifier, client_type, platforms";
+
+impl Audience {
+    /// Binds the [`AUDIENCE_COLUMNS`] values.
+    pub fn bind<'q>(&self, query: AnyQuery<'q>) -> AnyQuery<'q> {
+        let (kind, id) = match &self.target.target.recipient {
+            Recipient::User(id) => ("user", id),
+            Recipient::Organization(id) => ("organization", id),
+            Recipient::Installation(id) => ("installation", id),
+        };
+        let platforms = self
+            .platforms
+            .iter()
+            .map(|p| p.as_str())
+            .collect::<Vec<_>>()
+            .join(",");
+        query
+            .bind(kind)
+            .bind(id.clone())
+            .bind(self.target.exclude_identifier.clone())
+            .bind(self.target.target.client_type.map(|c| c as i64))
+            .bind(platforms)
+    }
+
+    /// Reads the [`AUDIENCE_COLUMNS`] of a row.
+    pub fn from_row(row: &AnyRow) -> Result<Self, StoreError> {
+        let kind: Option<String> = row.try_get("target_kind")?;
+        let id: Option<String> = row.try_get("target_id")?;
+        let (Some(kind), Some(id)) = (kind, id) else {
+            return Err(StoreError::Corrupt("a push without its audience".into()));
+        };
+        let recipient = match kind.as_str() {
+            "user" => Recipient::User(id),
+            "organization" => Recipient::Organization(id),
+            "installation" => Recipient::Installation(id),
+            other => return Err(StoreError::Corrupt(format!("audience kind {other:?}"))),
+        };
+        let client_type = match row.try_get::<Option<i64>, _>("client_type")? {
+            None => None,
+            Some(n) => Some(
+                u8::try_from(n)
+                    .ok()
+                    .and_then(ClientType::from_u8)
+                    .ok_or_else(|| StoreError::Corrupt(format!("client type {n}")))?,
+            ),
+        };
+        let platforms = row
+            .try_get::<Option<String>, _>("platforms")?
+            .unwrap_or_default()
+            .split(',')
+            .filter(|p| !p.is_empty())
+            .map(|p| {
+                Platform::parse(p).ok_or_else(|| StoreError::Corrupt(format!("platform {p:?}")))
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Self {
+            target: DeviceTarget {
+                target: Target {
+                    recipient,
+                    client_type,
+                },
+                exclude_identifier: row.try_get("exclude_identifier")?,
+            },
+            platforms,
+        })
+    }
+}
+
+/// The `WHERE` condition selecting a target's registrations (`r`), limited to some platforms.
+pub(super) struct TargetFilter {
+    pub condition: String,
+    binds: Vec<Bind>,
+    /// The first placeholder number after the filter's own.
+    next: usize,
+}
+
+enum Bind {
+    Text(String),
+    Int(i64),
+}
+
+/// How the recipient is matched: the organization form needs the tag table.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Shape {
+    /// `r.device_id IN (…)`: for counting and `INSERT … SELECT`.
+    Subquery,
+    /// The tag table `o` joined in the `FROM`, so that an organization's devices are read in
+    /// device id order straight off its `(organization_id, device_id)` index.
+    Join,
+}
+
+impl TargetFilter {
+    /// `first` is the number of the first placeholder the condition may use.
+    pub fn new(target: &DeviceTarget, platforms: &[Platform], first: usize) -> Self {
+        Self::build(target, platforms, first, Shape::Subquery)
+    }
+
+    fn build(target: &DeviceTarget, platforms: &[Platform], first: usize, shape: Shape) -> Self {
+        let mut binds = Vec::new();
+        let mut next = |bind: Bind| {
+            binds.push(bind);
+            format!("${}", first + binds.len() - 1)
+        };
+        let mut condition = match &target.target.recipient {
+            Recipient::User(id) => format!("r.user_id = {}", next(Bind::Text(id.clone()))),
+            Recipient::Organization(id) if shape == Shape::Join => {
+                format!("o.organization_id = {}", next(Bind::Text(id.clone())))
+            }
+            Recipient::Organization(id) => format!(
+                "r.device_id IN (SELECT o.device_id FROM push_registration_organizations o \
+                 WHERE o.organization_id = {})",
+                next(Bind::Text(id.clone()))
+            ),
+            Recipient::Installation(id) => {
+                format!("r.installation_id = {}", next(Bind::Text(id.clone())))
+            }
+        };
+        // Platform names are our own constants, never request input. No platform: nothing.
+        let platform_list = platforms
+            .iter()
+            .map(|p| format!("'{}'", p.as_str()))
+            .collect::<Vec<_>>()
+            .join(", ");
+        if platform_list.is_empty() {
+            condition.push_str(" AND 1 = 0");
+        } else {
+            condition.push_str(&format!(" AND r.platform IN ({platform_list})"));
+        }
+        if let Some(identifier) = &target.exclude_identifier {
+            condition.push_str(&format!(
+                " AND (r.identifier IS NULL OR r.identifier <> {})",
+                next(Bind::Text(identifier.clone()))
+            ));
+        }
+        if let Some(client_type) = target.target.client_type {
+            condition.push_str(&format!(
+                " AND r.client_type = {}",
+                next(Bind::Int(client_type as i64))
+            ));
+        }
+        let next = first + binds.len();
+        Self {
+            condition,
+            binds,
+            next,
+        }
+    }
+
+    pub fn bind<'q>(&self, mut query: AnyQuery<'q>) -> AnyQuery<'q> {
+        for b in &self.binds {
+            query = match b {
+                Bind::Text(s) => query.bind(s.clone()),
+                Bind::Int(i) => query.bind(*i),
+            };
+        }
+        query
+    }
+}
+
+/// The registration columns a delivery needs, as [`Walk`] selects them.
+pub(super) const DEVICE_COLUMNS: &str = "r.device_id, r.platform, r.push_token, r.endpoint, \
+    r.p256dh, r.auth, r.apns_environment, r.updated_ms";
+
+/// An audience's devices in device id order, after one id and up to another: how a push is
+/// expanded a batch at a time, and how a batch whose worker died is read again.
+pub(super) struct Walk {
+    sql: String,
+    filter: TargetFilter,
+}
+
+impl Walk {
+    /// Devices with an id `> after` (and `<= through`, when given), at most `limit`.
+    pub fn new(audience: &Audience, bounded: bool) -> Self {
+        let filter = TargetFilter::build(&audience.target, &audience.platforms, 1, Shape::Join);
+        let (from, key) = match audience.target.target.recipient {
+            Recipient::Organization(_) => (
+                "push_registration_organizations o \
+                 JOIN push_registrations r ON r.device_id = o.device_id",
+                "o.device_id",
+            ),
+            _ => ("push_registrations r", "r.device_id"),
+        };
+        let n = filter.next;
+        let upper = if bounded {
+            format!(" AND {key} <= ${}", n + 1)
+        } else {
+            String::new()
+        };
+        let limit = if bounded { n + 2 } else { n + 1 };
+        let sql = format!(
+            "SELECT {DEVICE_COLUMNS} FROM {from} WHERE {} AND {key} > ${n}{upper} \
+             ORDER BY {key} LIMIT ${limit}",
+            filter.condition
+        );
+        Self { sql, filter }
+    }
+
+    /// The query for devices after `after` (through `through` if the walk is bounded).
+    pub fn query<'q>(&'q self, after: &str, through: Option<&str>, limit: u32) -> AnyQuery<'q> {
+        let mut query = self
+            .filter
+            .bind(sqlx::query(&self.sql))
+            .bind(after.to_owned());
+        if let Some(through) = through {
+            query = query.bind(through.to_owned());
+        }
+        query.bind(i64::from(limit))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target(recipient: Recipient, exclude: Option<&str>, ct: Option<ClientType>) -> Audience {
+        Audience {
+            target: DeviceTarget {
+                target: Target {
+                    recipient,
+                    client_type: ct,
+                },
+                exclude_identifier: exclude.map(str::to_owned),
+            },
+            platforms: vec![Platform::Fcm, Platform::Apns],
+        }
+    }
+
+    #[test]
+    fn an_organization_is_walked_off_its_tag_index() {
+        let walk = Walk::new(
+            &target(
+                Recipient::Organization("o".into()),
+                Some("me"),
+                Some(ClientType::Mobile),
+            ),
+            false,
+        );
+        assert_eq!(
+            walk.sql,
+            format!(
+                "SELECT {DEVICE_COLUMNS} FROM push_registration_organizations o \
+                 JOIN push_registrations r ON r.device_id = o.device_id \
+                 WHERE o.organization_id = $1 AND r.platform IN ('fcm', 'apns') \
+                 AND (r.identifier IS NULL OR r.identifier <> $2) AND r.client_type = $3 \
+                 AND o.device_id > $4 ORDER BY o.device_id LIMIT $5"
+            )
+        );
+        let bounded = Walk::new(&target(Recipient::User("u".into()), None, None), true);
+        assert!(bounded.sql.ends_with(
+            "r.user_id = $1 AND r.platform IN ('fcm', 'apns') AND r.device_id > $2 \
+             AND r.device_id <= $3 ORDER BY r.device_id LIMIT $4"
+        ));
+    }
+
+    #[test]
+    fn no_platform_matches_nothing() {
+        let mut audience = target(Recipient::Installation("i".into()), None, None);
+        audience.platforms.clear();
+        let filter = TargetFilter::new(&audience.target, &audience.platforms, 1);
+        assert_eq!(filter.condition, "r.installation_id = $1 AND 1 = 0");
+    }
+}

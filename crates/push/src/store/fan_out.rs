@@ -1,0 +1,401 @@
+//! Fan-out as a push is sent: a stored push is expanded to its devices a batch at a time, in
+//! device id order, each batch recorded (its device range, under a lease) in the same
+//! transaction that moves the push's cursor past it. A batch is finished in one transaction
+//! that writes the deliveries that must wait (retries, deferrals) to `push_deliveries` and
+//! deletes the batch; if its worker dies first, the lease lapses and another worker reads the
+//! same range again and sends it: a possible duplicate, never a loss.
+//!
+//! Pushes still being expanded take turns (`turn_ms`): a round serves up to 64 of them, oldest
+//! turn first, one batch each, an even share of the round's budget each, and a served push
+//! goes to the back. A push to 100,000 devices and a push to one device are expanded side by
+//! side, not one after the other.
+
+use std::time::Duration;
+
+use sqlx::any::AnyRow;
+use sqlx::Row;
+
+use super::audience::{Audience, Walk, AUDIENCE_COLUMNS};
+use super::deliveries::{device_from_row, push_type_from_row};
+use super::{affected, Backend, ClaimedDelivery, Deliveries, StoreError};
+
+/// The most bound parameters one statement uses (see `leased.rs`).
+const MAX_BINDS: usize = 800;
+
+/// A batch of one push's devices, claimed by this worker until it is finished.
+#[derive(Clone, Debug)]
+pub struct ClaimedBatch {
+    pub message_id: String,
+    /// The batch is the devices with an id in `(after_device, last_device]`.
+    pub after_device: String,
+    pub last_device: String,
+    pub deliveries: Vec<ClaimedDelivery>,
+}
+
+/// A delivery of a finished batch that goes on in `push_deliveries`: to be retried, or sent
+/// later than the batch (its Web Push origin was busy).
+#[derive(Clone, Debug)]
+pub struct Pending {
+    pub device_id: String,
+    pub platform: &'static str,
+    /// Attempts made so far.
+    pub attempts: u32,
+    pub next_attempt_ms: i64,
+    pub last_error: Option<String>,
+}
+
+/// A batch whose every delivery has an outcome.
+#[derive(Clone, Debug)]
+pub struct FinishedBatch {
+    pub message_id: String,
+    pub after_device: String,
+    pub created_ms: i64,
+    pub pending: Vec<Pending>,
+}
+
+/// The push columns a batch's deliveries carry.
+const MESSAGE_COLUMNS: &str = "m.id, m.push_type, m.payload, m.context_id, m.created_ms";
+
+/// A push being expanded, as read at the start of a round.
+struct Expanding {
+    id: String,
+    push_type: u8,
+    payload: String,
+    context_id: Option<String>,
+    created_ms: i64,
+    audience: Audience,
+    expanded_through: String,
+}
+
+impl Expanding {
+    fn from_row(row: &AnyRow) -> Result<Self, StoreError> {
+        Ok(Self {
+            id: row.try_get("id")?,
+            push_type: push_type_from_row(row)?,
+            payload: row.try_get("payload")?,
+            context_id: row.try_get("context_id")?,
+            created_ms: row.try_get("created_ms")?,
+            audience: Audience::from_row(row)?,
+            expanded_through: row
+                .try_get::<Option<String>, _>("expanded_through")?
+                .unwrap_or_default(),
+        })
+    }
+
+    /// The deliveries of `rows`, devices of this push.
+    fn deliveries(&self, rows: &[AnyRow]) -> Result<Vec<ClaimedDelivery>, StoreError> {
+        rows.iter()
+            .map(|row| {
+                Ok(ClaimedDelivery {
+                    message_id: self.id.clone(),
+                    device_id: row.try_get("device_id")?,
+                    attempts: 0,
+                    created_ms: self.created_ms,
+                    push_type: self.push_type,
+                    payload: self.payload.clone(),
+                    context_id: self.context_id.clone(),
+                    device: device_from_row(row)?,
+                })
+            })
+            .collect()
+    }
+}
+
+impl Deliveries {
+    /// Expands pushes into batches of at most `max_batch` devices, `budget` devices in all,
+    /// one batch per push, the push waiting longest for its turn first; the batches are
+    /// claimed for `lease`. One transaction: the batches are recorded and the pushes' cursors
+    /// moved together. On PostgreSQL, pushes another node is expanding are skipped.
+    pub async fn expand(
+        &self,
+        now_ms: i64,
+        lease: Duration,
+        budget: u32,
+        max_batch: u32,
+    ) -> Result<Vec<ClaimedBatch>, StoreError> {
+        if budget == 0 || max_batch == 0 {
+            return Ok(Vec::new());
+        }
+        // SQLite: take the write lock first, so the reads below cannot go stale before the
+        // writes (the API inserts pushes meanwhile).
+        let mut tx = match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.pool.begin().await?,
+        };
+        let lock = match self.backend {
+            Backend::Sqlite => "",
+            Backend::Postgres => " FOR UPDATE SKIP LOCKED",
+        };
+        let pushes = sqlx::query(&format!(
+            "SELECT id, push_type, payload, context_id, created_ms, {AUDIENCE_COLUMNS}, \
+             expanded_through FROM push_messages WHERE expanded = 0 ORDER BY turn_ms \
+             LIMIT $1{lock}"
+        ))
+        .bind(i64::from(budget.min(MAX_PUSHES_PER_ROUND)))
+        .fetch_all(&mut *tx)
+        .await?
+        .iter()
+        .map(Expanding::from_row)
+        .collect::<Result<Vec<_>, _>>()?;
+        if pushes.is_empty() {
+            tx.rollback().await?;
+            return Ok(Vec::new());
+        }
+        let token = uuid::Uuid::new_v4().to_string();
+        let lease_until = now_ms.saturating_add(i64::try_from(lease.as_millis()).unwrap_or(0));
+        let mut left = budget;
+        let mut batches = Vec::new();
+        for (served, push) in pushes.iter().enumerate() {
+            if left == 0 {
+                break;
+            }
+            // An even share of what is left for this push and those after it in the round, so
+            // that a big push does not take the whole budget from the small ones behind it.
+            let behind = (pushes.len() - served) as u32;
+            let take = (left / behind).clamp(1, max_batch);
+            let walk = Walk::new(&push.audience, false);
+            // One more than taken tells whether the push has devices left.
+            let rows = walk
+                .query(&push.expanded_through, None, take + 1)
+                .fetch_all(&mut *tx)
+                .await?;
+            let more = rows.len() > take as usize;
+            let rows = &rows[..rows.len().min(take as usize)];
+            let deliveries = push.deliveries(rows)?;
+            let last = deliveries.last().map(|d| d.device_id.clone());
+            sqlx::query(
+                "UPDATE push_messages SET expanded_through = $1, expanded = $2, turn_ms = $3 \
+                 WHERE id = $4",
+            )
+            .bind(
+                last.clone()
+                    .unwrap_or_else(|| push.expanded_through.clone()),
+            )
+            .bind(i64::from(!more))
+            .bind(now_ms)
+            .bind(push.id.clone())
+            .execute(&mut *tx)
+            .await?;
+            if let Some(last) = last {
+                left -= deliveries.len() as u32;
+                batches.push(ClaimedBatch {
+                    message_id: push.id.clone(),
+                    after_device: push.expanded_through.clone(),
+                    last_device: last,
+                    deliveries,
+                });
+            }
+        }
+        for chunk in batches.chunks(MAX_BINDS / 4) {
+            let values = (0..chunk.len())
+                .map(|i| {
+                    format!(
+                        "(${}, ${}, ${}, $1, $2, $3)",
+                        4 + 3 * i,
+                        5 + 3 * i,
+                        6 + 3 * i
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(", ");
+            let sql = format!(
+                "INSERT INTO push_batches (message_id, after_device, last_device, \
+                 lease_until_ms, lease_token, created_ms) VALUES {values}"
+            );
+            let mut query = sqlx::query(&sql)
+                .bind(lease_until)
+                .bind(token.clone())
+                .bind(now_ms);
+            for batch in chunk {
+                query = query
+                    .bind(batch.message_id.clone())
+                    .bind(batch.after_device.clone())
+                    .bind(batch.last_device.clone());
+            }
+            query.execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(batches)
+    }
+
+    /// Claims up to `limit` batches whose lease lapsed (their worker died, or could not
+    /// finish them) and reads their devices again.
+    pub async fn reclaim_batches(
+        &self,
+        now_ms: i64,
+        lease: Duration,
+        limit: u32,
+    ) -> Result<Vec<ClaimedBatch>, StoreError> {
+        let token = uuid::Uuid::new_v4().to_string();
+        let lease_until = now_ms.saturating_add(i64::try_from(lease.as_millis()).unwrap_or(0));
+        let claimed = sqlx::query(
+            "UPDATE push_batches SET lease_until_ms = $1, lease_token = $2 \
+             WHERE lease_until_ms <= $3 AND (message_id, after_device) IN \
+             (SELECT message_id, after_device FROM push_batches WHERE lease_until_ms <= $3 \
+             ORDER BY lease_until_ms LIMIT $4)",
+        )
+        .bind(lease_until)
+        .bind(token.clone())
+        .bind(now_ms)
+        .bind(i64::from(limit))
+        .execute(&self.pool)
+        .await?;
+        if affected(claimed) == 0 {
+            return Ok(Vec::new());
+        }
+        let rows = sqlx::query(&format!(
+            "SELECT {MESSAGE_COLUMNS}, {AUDIENCE_COLUMNS}, m.expanded_through, \
+             b.after_device, b.last_device FROM push_batches b \
+             JOIN push_messages m ON m.id = b.message_id WHERE b.lease_token = $1"
+        ))
+        .bind(token)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut batches = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let push = Expanding::from_row(row)?;
+            let after: String = row.try_get("after_device")?;
+            let last: String = row.try_get("last_device")?;
+            let walk = Walk::new(&push.audience, true);
+            let devices = walk
+                .query(&after, Some(&last), u32::MAX / 2)
+                .fetch_all(&self.pool)
+                .await?;
+            batches.push(ClaimedBatch {
+                deliveries: push.deliveries(&devices)?,
+                message_id: push.id,
+                after_device: after,
+                last_device: last,
+            });
+        }
+        Ok(batches)
+    }
+
+    /// Finishes batches and settles retried deliveries, in one transaction: each batch's
+    /// pending deliveries are written to `push_deliveries` and the batch deleted, the settled
+    /// rows deleted, and then each push of theirs that is fully expanded and has nothing left
+    /// deleted too.
+    pub async fn finish(
+        &self,
+        batches: &[FinishedBatch],
+        settled: &[(String, String)],
+    ) -> Result<(), StoreError> {
+        if batches.is_empty() && settled.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await?;
+        let pending: Vec<(&FinishedBatch, &Pending)> = batches
+            .iter()
+            .flat_map(|b| b.pending.iter().map(move |p| (b, p)))
+            .collect();
+        for chunk in pending.chunks(MAX_BINDS / 7) {
+            let values = (0..chunk.len())
+                .map(|i| {
+                    let n = 1 + 7 * i;
+                    format!(
+                        "(${}, ${}, ${}, ${}, ${}, 0, ${}, ${})",
+                        n,
+                        n + 1,
+                        n + 2,
+                        n + 3,
+                        n + 4,
+                        n + 5,
+                        n + 6
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(", ");
+            let sql = format!(
+                "INSERT INTO push_deliveries (message_id, device_id, platform, attempts, \
+                 next_attempt_ms, lease_until_ms, last_error, created_ms) VALUES {values} \
+                 ON CONFLICT (message_id, device_id) DO NOTHING"
+            );
+            let mut query = sqlx::query(&sql);
+            for (batch, p) in chunk {
+                let mut error = p.last_error.clone();
+                if let Some(e) = error.as_mut() {
+                    super::leased::truncate(e, super::leased::MAX_ERROR);
+                }
+                query = query
+                    .bind(batch.message_id.clone())
+                    .bind(p.device_id.clone())
+                    .bind(p.platform)
+                    .bind(i64::from(p.attempts))
+                    .bind(p.next_attempt_ms)
+                    .bind(error)
+                    .bind(batch.created_ms);
+            }
+            query.execute(&mut *tx).await?;
+        }
+        for chunk in batches.chunks(MAX_BINDS / 2) {
+            let sql = format!(
+                "DELETE FROM push_batches WHERE (message_id, after_device) IN (VALUES {})",
+                pairs(chunk.len())
+            );
+            let mut query = sqlx::query(&sql);
+            for b in chunk {
+                query = query
+                    .bind(b.message_id.clone())
+                    .bind(b.after_device.clone());
+            }
+            query.execute(&mut *tx).await?;
+        }
+        for chunk in settled.chunks(MAX_BINDS / 2) {
+            let sql = format!(
+                "DELETE FROM push_deliveries WHERE (message_id, device_id) IN (VALUES {})",
+                pairs(chunk.len())
+            );
+            let mut query = sqlx::query(&sql);
+            for (m, d) in chunk {
+                query = query.bind(m.clone()).bind(d.clone());
+            }
+            query.execute(&mut *tx).await?;
+        }
+        let mut pushes: Vec<&String> = batches
+            .iter()
+            .map(|b| &b.message_id)
+            .chain(settled.iter().map(|(m, _)| m))
+            .collect();
+        pushes.sort();
+        pushes.dedup();
+        for chunk in pushes.chunks(MAX_BINDS) {
+            let list = (1..=chunk.len())
+                .map(|i| format!("${i}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let sql = format!(
+                "DELETE FROM push_messages WHERE id IN ({list}) AND expanded = 1 \
+                 AND NOT EXISTS (SELECT 1 FROM push_batches b WHERE b.message_id = push_messages.id) \
+                 AND NOT EXISTS (SELECT 1 FROM push_deliveries d WHERE d.message_id = push_messages.id)"
+            );
+            let mut query = sqlx::query(&sql);
+            for id in chunk {
+                query = query.bind((*id).clone());
+            }
+            query.execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+/// The most pushes one round expands, whatever its budget.
+const MAX_PUSHES_PER_ROUND: u32 = 64;
+
+/// `($1, $2), ($3, $4), …` for `rows` pairs.
+fn pairs(rows: usize) -> String {
+    (0..rows)
+        .map(|r| format!("(${}, ${})", 2 * r + 1, 2 * r + 2))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pairs_number_their_placeholders() {
+        assert_eq!(pairs(2), "($1, $2), ($3, $4)");
+    }
+}

@@ -354,7 +354,7 @@ impl Worker {
                     .drop_delivery(&delivery, label, "rejected", &reason)
                     .await;
             }
-            Outcome::Retry { after, reason } => {
+            Outcome::Retry { after, reason, .. } => {
                 self.health.ok(label);
                 return self.retry(&delivery, label, after, reason, now).await;
             }

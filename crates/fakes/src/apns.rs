@@ -191,11 +191,6 @@ impl FakeApns {
         self.state.scripts.push(token, reply, times);
     }
 
-    /// The most requests that were being answered at the same moment.
-    pub fn max_concurrent_requests(&self) -> usize {
-        self.server.stats().max_in_flight()
-    }
-
     /// Distinct provider tokens that passed verification (a well-behaved client reuses one).
     pub fn provider_tokens(&self) -> Vec<String> {
         self.state.provider_tokens.lock().iter().cloned().collect()

@@ -80,6 +80,25 @@ macro_rules! fake_common {
                 self.server.stats().connections()
             }
 
+            /// Connections whose requests were HTTP/1.x (FCM: its token endpoint's too).
+            /// Together with [`Self::http2_connections`] this is every connection that carried
+            /// at least one request.
+            pub fn http1_connections(&self) -> usize {
+                self.server.stats().http1_connections()
+            }
+
+            /// Connections whose requests were HTTP/2 (prior knowledge), each carrying any
+            /// number of concurrent streams.
+            pub fn http2_connections(&self) -> usize {
+                self.server.stats().http2_connections()
+            }
+
+            /// The most requests that were being answered at the same moment (FCM: its token
+            /// endpoint's included), across all connections.
+            pub fn max_concurrent_requests(&self) -> usize {
+                self.server.stats().max_in_flight()
+            }
+
             /// Holds every push answer back by `delay`, so that concurrent requests overlap.
             pub fn set_delay(&self, delay: std::time::Duration) {
                 self.state.recorder.set_delay(delay);

@@ -4,7 +4,7 @@
 use std::future::Future;
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -42,6 +42,10 @@ pub(crate) trait Handler: Send + Sync + 'static {
 #[derive(Default)]
 pub(crate) struct Stats {
     connections: AtomicUsize,
+    /// Connections by the protocol of their first request; one that never carried a request
+    /// is in neither.
+    http1_connections: AtomicUsize,
+    http2_connections: AtomicUsize,
     in_flight: AtomicUsize,
     max_in_flight: AtomicUsize,
 }
@@ -49,6 +53,25 @@ pub(crate) struct Stats {
 impl Stats {
     pub(crate) fn connections(&self) -> usize {
         self.connections.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn http1_connections(&self) -> usize {
+        self.http1_connections.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn http2_connections(&self) -> usize {
+        self.http2_connections.load(Ordering::SeqCst)
+    }
+
+    /// Counts the connection a first request arrived on, by that request's protocol (one
+    /// connection never mixes them).
+    fn first_request(&self, version: http::Version) {
+        let counter = if version == http::Version::HTTP_2 {
+            &self.http2_connections
+        } else {
+            &self.http1_connections
+        };
+        counter.fetch_add(1, Ordering::SeqCst);
     }
 
     pub(crate) fn max_in_flight(&self) -> usize {
@@ -182,9 +205,13 @@ async fn serve_connection<H: Handler>(
     stats: Arc<Stats>,
 ) {
     let conn_state = Arc::new(H::Conn::default());
-    let service = hyper::service::service_fn(move |req| {
+    let seen_request = Arc::new(AtomicBool::new(false));
+    let service = hyper::service::service_fn(move |req: Request<Incoming>| {
         let handler = handler.clone();
         let conn_state = conn_state.clone();
+        if !seen_request.swap(true, Ordering::SeqCst) {
+            stats.first_request(req.version());
+        }
         let in_flight = stats.enter();
         async move {
             let response = handler.handle(req, conn_state).await;

@@ -673,7 +673,8 @@ async fn scripted_replies_then_success() {
         .await,
         Outcome::Retry {
             after: Some(Duration::from_secs(3)),
-            reason: "TooManyRequests".into()
+            reason: "TooManyRequests".into(),
+            throttled: true,
         }
     );
     assert!(matches!(

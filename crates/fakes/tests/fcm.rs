@@ -462,9 +462,14 @@ async fn scripted_errors_then_success() {
         1,
     );
     match fcm.send("dev-2", &data).await {
-        Outcome::Retry { after, reason } => {
+        Outcome::Retry {
+            after,
+            reason,
+            throttled,
+        } => {
             assert_eq!(after, Some(Duration::from_secs(17)));
             assert!(reason.contains("QUOTA_EXCEEDED"), "{reason}");
+            assert!(throttled);
         }
         other => panic!("expected Retry, got {other:?}"),
     }
@@ -474,7 +479,8 @@ async fn scripted_errors_then_success() {
         Outcome::Retry {
             after: Some(Duration::from_millis(1500)),
             reason: "FCM answered 500 Internal Server Error INTERNAL: Internal error encountered."
-                .into()
+                .into(),
+            throttled: false,
         }
     );
     assert!(matches!(

@@ -319,7 +319,8 @@ async fn scripted_replies_then_success() {
     assert_eq!(
         send(&http(), &req).await,
         Outcome::Retry {
-            after: Some(Duration::from_secs(7))
+            after: Some(Duration::from_secs(7)),
+            throttled: false,
         }
     );
     assert_eq!(send(&http(), &req).await, Outcome::Delivered);

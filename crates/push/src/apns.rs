@@ -127,10 +127,12 @@ pub enum Outcome {
         timestamp_ms: Option<u64>,
     },
     /// A transient failure (429, 5xx, network, or a token refresh that must wait). `after` is a
-    /// server- or policy-given delay; `None` means use the caller's own backoff.
+    /// server- or policy-given delay; `None` means use the caller's own backoff. `throttled`
+    /// when APNs answered 429 TooManyRequests: it asks us to slow down.
     Retry {
         after: Option<Duration>,
         reason: String,
+        throttled: bool,
     },
     /// Retrying the same request will not help. `config_error` marks failures that no single
     /// device causes (credentials, topic, key), which need an operator rather than a token
@@ -525,6 +527,7 @@ fn token_error_outcome(e: TokenError) -> Outcome {
             Outcome::Retry {
                 after: Some(wait),
                 reason: "ExpiredProviderToken".to_owned(),
+                throttled: false,
             }
         }
     }
@@ -586,6 +589,7 @@ fn classify(resp: Response) -> Outcome {
             return Outcome::Retry {
                 after: None,
                 reason: format!("network: {e}"),
+                throttled: false,
             }
         }
     };
@@ -610,13 +614,16 @@ fn classify(resp: Response) -> Outcome {
             // Our token cache refreshed too often; the request itself is fine once the
             // current token is accepted.
             tracing::error!("APNs says the provider token is refreshed too often");
+            // About our token cache, not our sending rate: slowing down would not help.
             Outcome::Retry {
                 after: reply.retry_after,
                 reason,
+                throttled: false,
             }
         }
         429 | 500 | 502 | 503 | 504 => Outcome::Retry {
             after: reply.retry_after,
+            throttled: reply.status == 429,
             reason,
         },
         403 => {

@@ -495,7 +495,7 @@ impl Worker {
             Outcome::Rejected { reason } => {
                 return self.drop_delivery(job, label, "rejected", &reason).await;
             }
-            Outcome::Retry { after, reason } => {
+            Outcome::Retry { after, reason, .. } => {
                 self.health.ok(label);
                 return self.retry(job, label, after, reason, now).await;
             }

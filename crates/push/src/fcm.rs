@@ -11,6 +11,12 @@
 //! The Bitwarden Android app reads a data-only message whose flat keys are `type` (decimal
 //! string), `payload` (a JSON string) and optionally `contextId` ([`bitwarden_data`]).
 //!
+//! Connections: messages go over HTTP/2 with prior knowledge (ALPN `h2` for https://, h2c for
+//! http://), so every send shares one long-lived connection as concurrent streams instead of
+//! each holding a TCP connection of its own; HTTP/2 pings keep it alive while idle. The token
+//! endpoint may be any OAuth server, HTTP/1.1-only ones included, so it gets a separate client
+//! that negotiates as usual; it is asked about once an hour.
+//!
 //! Both the token endpoint (from the service-account file) and the FCM base URL can point
 //! elsewhere, so tests run against an in-process fake: there is no FCM emulator.
 
@@ -37,6 +43,7 @@ const ASSERTION_LIFETIME_SECS: u64 = 3600;
 const REFRESH_MARGIN: Duration = Duration::from_secs(300);
 /// Upper bound on any single request, so a stuck connection turns into a retry.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Errors that happen while setting the client up (bad configuration), not while sending.
 #[derive(Debug, thiserror::Error)]
@@ -107,10 +114,13 @@ pub enum Outcome {
     /// registration token): delete it and stop sending to it.
     Gone,
     /// Transient (429 QUOTA_EXCEEDED, 500 INTERNAL, 503 UNAVAILABLE, network errors): try again
-    /// later, no earlier than `after` when FCM said so.
+    /// later, no earlier than `after` when FCM said so. `throttled` when Google answered 429
+    /// (QUOTA_EXCEEDED, RESOURCE_EXHAUSTED, or a throttled token endpoint): it asks us to
+    /// slow down, not just to try again.
     Retry {
         after: Option<Duration>,
         reason: String,
+        throttled: bool,
     },
     /// Retrying will not help: configuration problems (401 THIRD_PARTY_AUTH_ERROR, 403
     /// SENDER_ID_MISMATCH or PERMISSION_DENIED, a rejected service account) or a malformed
@@ -161,7 +171,10 @@ struct CachedToken {
 
 /// Sends FCM HTTP v1 messages for one Firebase project.
 pub struct FcmClient {
-    http: reqwest::Client,
+    /// HTTP/2 only, for `messages:send`.
+    messages: reqwest::Client,
+    /// Whatever the token endpoint speaks, for the OAuth grant.
+    oauth: reqwest::Client,
     account: ServiceAccount,
     key: EncodingKey,
     send_url: Url,
@@ -187,10 +200,36 @@ impl std::fmt::Debug for FcmClient {
 /// A failure while obtaining an access token, already classified for the caller.
 type TokenResult = Result<String, Outcome>;
 
-fn build_client(proxy: Option<&Url>) -> Result<reqwest::Client, reqwest::Error> {
+/// The client for `messages:send`.
+fn build_messages_client(proxy: Option<&Url>) -> Result<reqwest::Client, reqwest::Error> {
+    crate::outbound::client_builder(proxy)?
+        // FCM serves HTTP/2. Prior knowledge means ALPN "h2" alone for https:// and h2c for
+        // http://, and tells the pool up front that one connection will carry every request
+        // as a stream, so a burst waits for that one instead of dialling one per request
+        // (over plain http, reqwest would otherwise speak HTTP/1.1, a connection per request
+        // in flight).
+        .http2_prior_knowledge()
+        // Pings keep the idle connection alive through NATs and notice a dead one before a
+        // send has to.
+        .http2_keep_alive_interval(Duration::from_secs(60))
+        .http2_keep_alive_timeout(Duration::from_secs(20))
+        .http2_keep_alive_while_idle(true)
+        // Quiet hours should not cost a new TLS handshake.
+        .pool_idle_timeout(Duration::from_secs(30 * 60))
+        // A redirect from FCM would be unexpected; following it would hand the bearer to
+        // wherever it points.
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(REQUEST_TIMEOUT)
+        .connect_timeout(CONNECT_TIMEOUT)
+        .build()
+}
+
+/// The client for the OAuth token endpoint, which may be any server (HTTP/1.1-only ones
+/// included), so it negotiates the protocol as usual.
+fn build_oauth_client(proxy: Option<&Url>) -> Result<reqwest::Client, reqwest::Error> {
     crate::outbound::client_builder(proxy)?
         .timeout(REQUEST_TIMEOUT)
-        .connect_timeout(Duration::from_secs(10))
+        .connect_timeout(CONNECT_TIMEOUT)
         .build()
 }
 
@@ -205,9 +244,9 @@ impl FcmClient {
             None => Url::parse(DEFAULT_BASE).map_err(FcmError::Endpoint)?,
         };
         let send_url = send_url(&base, &account.project_id).map_err(FcmError::Endpoint)?;
-        let http = build_client(None)?;
         Ok(Self {
-            http,
+            messages: build_messages_client(None)?,
+            oauth: build_oauth_client(None)?,
             account,
             key,
             send_url,
@@ -221,7 +260,8 @@ impl FcmClient {
     /// Connects (to FCM and to the token endpoint) through `proxy` instead of directly.
     /// Without it no proxy is used, whatever the environment says.
     pub fn with_proxy(mut self, proxy: &Url) -> Result<Self, FcmError> {
-        self.http = build_client(Some(proxy))?;
+        self.messages = build_messages_client(Some(proxy))?;
+        self.oauth = build_oauth_client(Some(proxy))?;
         Ok(self)
     }
 
@@ -265,7 +305,7 @@ impl FcmClient {
 
     async fn post_message(&self, access: &str, body: &Value) -> Attempt {
         let response = match self
-            .http
+            .messages
             .post(self.send_url.clone())
             .bearer_auth(access)
             .json(body)
@@ -277,6 +317,7 @@ impl FcmClient {
                 return Attempt::Done(Outcome::Retry {
                     after: None,
                     reason: format!("FCM request failed: {err}"),
+                    throttled: false,
                 });
             }
         };
@@ -288,6 +329,7 @@ impl FcmClient {
                 return Attempt::Done(Outcome::Retry {
                     after: retry_after,
                     reason: format!("reading FCM response failed: {err}"),
+                    throttled: status == StatusCode::TOO_MANY_REQUESTS,
                 });
             }
         };
@@ -339,7 +381,7 @@ impl FcmClient {
             .finish();
         let started = self.clock.now();
         let response = self
-            .http
+            .oauth
             .post(self.token_uri.clone())
             .header(
                 reqwest::header::CONTENT_TYPE,
@@ -351,6 +393,7 @@ impl FcmClient {
             .map_err(|err| Outcome::Retry {
                 after: None,
                 reason: format!("OAuth token request failed: {err}"),
+                throttled: false,
             })?;
         let status = response.status();
         let retry_after = retry_after_header(response.headers());
@@ -359,6 +402,7 @@ impl FcmClient {
             .map_err(|err| Outcome::Retry {
                 after: retry_after,
                 reason: format!("reading OAuth token response failed: {err}"),
+                throttled: status == StatusCode::TOO_MANY_REQUESTS,
             })?;
         if !status.is_success() {
             let reason = format!("OAuth token endpoint answered {status}: {}", snippet(&text));
@@ -369,6 +413,9 @@ impl FcmClient {
                     Outcome::Retry {
                         after: retry_after,
                         reason,
+                        // Every send needs a token, so a throttled token endpoint throttles
+                        // FCM as a whole.
+                        throttled: status == StatusCode::TOO_MANY_REQUESTS,
                     }
                 } else {
                     Outcome::Permanent {
@@ -381,11 +428,13 @@ impl FcmClient {
         let token: TokenResponse = serde_json::from_str(&text).map_err(|err| Outcome::Retry {
             after: None,
             reason: format!("OAuth token response is not understood: {err}"),
+            throttled: false,
         })?;
         if token.access_token.is_empty() {
             return Err(Outcome::Retry {
                 after: None,
                 reason: "OAuth token response has an empty access_token".into(),
+                throttled: false,
             });
         }
         let lifetime = Duration::from_secs(token.expires_in);
@@ -569,13 +618,19 @@ fn classify(status: StatusCode, retry_after: Option<Duration>, text: &str) -> At
     let code = info.error_code.as_deref().unwrap_or(info.status.as_str());
     let reason = describe(status, &info);
     let after = retry_after.or(info.retry_delay);
+    // QUOTA_EXCEEDED comes as a 429; the code counts on its own too, so that a throttle is
+    // recognised whatever status carries it.
+    let throttled = status == StatusCode::TOO_MANY_REQUESTS
+        || matches!(code, "QUOTA_EXCEEDED" | "RESOURCE_EXHAUSTED");
 
     let outcome = match code {
         "UNREGISTERED" => Outcome::Gone,
         "INVALID_ARGUMENT" if is_about_token(&info) => Outcome::Gone,
-        "QUOTA_EXCEEDED" | "RESOURCE_EXHAUSTED" | "UNAVAILABLE" | "INTERNAL" => {
-            Outcome::Retry { after, reason }
-        }
+        "QUOTA_EXCEEDED" | "RESOURCE_EXHAUSTED" | "UNAVAILABLE" | "INTERNAL" => Outcome::Retry {
+            after,
+            reason,
+            throttled,
+        },
         // The APNs / web push credentials in Firebase are the problem, not our bearer.
         "THIRD_PARTY_AUTH_ERROR" | "SENDER_ID_MISMATCH" | "PERMISSION_DENIED" => {
             Outcome::Permanent {
@@ -590,7 +645,11 @@ fn classify(status: StatusCode, retry_after: Option<Duration>, text: &str) -> At
             });
         }
         _ if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() => {
-            Outcome::Retry { after, reason }
+            Outcome::Retry {
+                after,
+                reason,
+                throttled,
+            }
         }
         // Includes a bare 404 without UNREGISTERED, which points at a wrong project or URL
         // (configuration), not at the device token.
@@ -656,6 +715,29 @@ mod tests {
             Some(Duration::from_millis(1500))
         );
         assert_eq!(parse_proto_duration("soon"), None);
+    }
+
+    fn throttled(status: u16, body: &str) -> Option<bool> {
+        let status = StatusCode::from_u16(status).ok()?;
+        match classify(status, None, body) {
+            Attempt::Done(Outcome::Retry { throttled, .. }) => Some(throttled),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn only_a_429_or_a_quota_code_is_throttling() {
+        let quota = r#"{"error":{"status":"RESOURCE_EXHAUSTED","message":"Quota exceeded",
+            "details":[{"@type":"type.googleapis.com/google.firebase.fcm.v1.FcmError",
+            "errorCode":"QUOTA_EXCEEDED"}]}}"#;
+        assert_eq!(throttled(429, quota), Some(true));
+        // A proxy's page instead of Google's envelope: the status alone decides.
+        assert_eq!(throttled(429, "<html>slow down</html>"), Some(true));
+        assert_eq!(
+            throttled(503, r#"{"error":{"status":"UNAVAILABLE","message":"x"}}"#),
+            Some(false)
+        );
+        assert_eq!(throttled(500, ""), Some(false));
     }
 
     #[test]

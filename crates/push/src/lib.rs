@@ -17,6 +17,8 @@
 //!   outbox, installations; both queues share its leased-queue SQL.
 //! - [`backoff`]: exponential backoff with jitter, never sooner than `Retry-After`.
 //! - [`lease`]: the retry-or-expire decision and the claim/work/wait loop both queues run.
+//! - [`lanes`]: adaptive concurrency per provider: fewer requests in flight after a 429, more
+//!   as pushes are accepted, and a pause for Retry-After that leaves other providers alone.
 //! - [`delivery`]: the delivery queue's worker: bounded concurrency per provider, batched settles.
 //! - [`upstream`]: the self-hosted role, forwarding to an upstream relay through the outbox.
 //! - [`fuzzing`]: the subscription check on arbitrary bytes, for the cargo-fuzz target.
@@ -33,6 +35,7 @@ pub mod fcm;
 pub mod fuzzing;
 pub mod health;
 pub mod journal;
+pub mod lanes;
 pub mod lease;
 pub mod origin;
 pub mod outbound;

@@ -12,9 +12,13 @@ pub enum Outcome {
     /// `at_ms` (APNs says when it learnt; otherwise now).
     Gone { reason: String, at_ms: Option<i64> },
     /// Transient (throttling, server errors, network): try again, no sooner than `after`.
+    /// `throttled` when the provider answered 429 (FCM QUOTA_EXCEEDED, APNs TooManyRequests,
+    /// a Web Push service's 429): it asks for fewer requests, which the provider's
+    /// [`Lane`](crate::lanes::Lane) hears as [`Feedback::Throttled`](crate::lanes::Feedback).
     Retry {
         after: Option<Duration>,
         reason: String,
+        throttled: bool,
     },
     /// This push can never be delivered as it is (too large, malformed): drop it.
     Rejected { reason: String },
@@ -47,7 +51,15 @@ impl From<apns::Outcome> for Outcome {
                 reason,
                 at_ms: timestamp_ms.and_then(|t| i64::try_from(t).ok()),
             },
-            apns::Outcome::Retry { after, reason } => Outcome::Retry { after, reason },
+            apns::Outcome::Retry {
+                after,
+                reason,
+                throttled,
+            } => Outcome::Retry {
+                after,
+                reason,
+                throttled,
+            },
             apns::Outcome::Permanent {
                 status,
                 reason,
@@ -72,7 +84,15 @@ impl From<fcm::Outcome> for Outcome {
                 reason: "UNREGISTERED".into(),
                 at_ms: None,
             },
-            fcm::Outcome::Retry { after, reason } => Outcome::Retry { after, reason },
+            fcm::Outcome::Retry {
+                after,
+                reason,
+                throttled,
+            } => Outcome::Retry {
+                after,
+                reason,
+                throttled,
+            },
             // No HTTP status means the OAuth grant failed; 401/403 are credentials or project
             // (THIRD_PARTY_AUTH_ERROR, SENDER_ID_MISMATCH, PERMISSION_DENIED).
             fcm::Outcome::Permanent { status, reason } => match status.map(|s| s.as_u16()) {
@@ -95,13 +115,19 @@ impl From<webpush::Outcome> for Outcome {
                 reason: "subscription gone (404/410)".into(),
                 at_ms: None,
             },
-            webpush::Outcome::Retry { after } => Outcome::Retry {
+            webpush::Outcome::Retry { after, throttled } => Outcome::Retry {
                 after,
-                reason: "push service busy".into(),
+                reason: if throttled {
+                    "push service throttled us (429)".into()
+                } else {
+                    "push service busy".into()
+                },
+                throttled,
             },
             webpush::Outcome::Unreachable { reason } => Outcome::Retry {
                 after: None,
                 reason: format!("push service unreachable: {reason}"),
+                throttled: false,
             },
             // The name points somewhere we never connect to; retrying cannot help.
             webpush::Outcome::Refused { reason } => Outcome::Rejected {
@@ -117,5 +143,98 @@ impl From<webpush::Outcome> for Outcome {
                 reason: format!("Web Push {status}: {body}"),
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn throttled(outcome: Outcome) -> Option<bool> {
+        match outcome {
+            Outcome::Retry { throttled, .. } => Some(throttled),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn only_a_429_is_throttling() {
+        let secs = Some(Duration::from_secs(3));
+        assert_eq!(
+            Outcome::from(apns::Outcome::Retry {
+                after: secs,
+                reason: "TooManyRequests".into(),
+                throttled: true,
+            }),
+            Outcome::Retry {
+                after: secs,
+                reason: "TooManyRequests".into(),
+                throttled: true,
+            }
+        );
+        assert_eq!(
+            throttled(
+                apns::Outcome::Retry {
+                    after: None,
+                    reason: "InternalServerError".into(),
+                    throttled: false,
+                }
+                .into()
+            ),
+            Some(false)
+        );
+        assert_eq!(
+            Outcome::from(fcm::Outcome::Retry {
+                after: secs,
+                reason: "FCM answered 429 QUOTA_EXCEEDED".into(),
+                throttled: true,
+            }),
+            Outcome::Retry {
+                after: secs,
+                reason: "FCM answered 429 QUOTA_EXCEEDED".into(),
+                throttled: true,
+            }
+        );
+        assert_eq!(
+            throttled(
+                fcm::Outcome::Retry {
+                    after: None,
+                    reason: "FCM answered 503 UNAVAILABLE".into(),
+                    throttled: false,
+                }
+                .into()
+            ),
+            Some(false)
+        );
+        assert_eq!(
+            Outcome::from(webpush::Outcome::Retry {
+                after: secs,
+                throttled: true,
+            }),
+            Outcome::Retry {
+                after: secs,
+                reason: "push service throttled us (429)".into(),
+                throttled: true,
+            }
+        );
+        assert_eq!(
+            throttled(
+                webpush::Outcome::Retry {
+                    after: None,
+                    throttled: false,
+                }
+                .into()
+            ),
+            Some(false)
+        );
+        assert_eq!(
+            throttled(
+                webpush::Outcome::Unreachable {
+                    reason: "timed out".into(),
+                }
+                .into()
+            ),
+            Some(false)
+        );
     }
 }

@@ -465,8 +465,12 @@ pub enum Outcome {
     Delivered,
     /// 404/410: the subscription is dead; delete it.
     Gone,
-    /// 429 or 5xx: try again later, no sooner than `after` if given.
-    Retry { after: Option<Duration> },
+    /// 429 or 5xx: try again later, no sooner than `after` if given. `throttled` for 429: the
+    /// push service asks us to slow down.
+    Retry {
+        after: Option<Duration>,
+        throttled: bool,
+    },
     /// Anything else (413, 400, 401/403, redirects …): retrying the same request cannot help.
     Permanent { status: u16, body: String },
     /// No answer: the connection failed or timed out. Try again later.
@@ -515,7 +519,10 @@ pub async fn send(client: &reqwest::Client, req: &WebPushRequest) -> Outcome {
                 .get(reqwest::header::RETRY_AFTER)
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| parse_retry_after(v, now_unix()));
-            Outcome::Retry { after }
+            Outcome::Retry {
+                after,
+                throttled: status == 429,
+            }
         }
         _ => {
             // Only the start of the body is read (it is for logs); the rest is dropped unread.

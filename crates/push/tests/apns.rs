@@ -169,14 +169,16 @@ async fn outcomes_follow_apples_response_table() {
         send_default(&client, TOO_MANY, &body).await,
         Outcome::Retry {
             after: None,
-            reason: "TooManyRequests".into()
+            reason: "TooManyRequests".into(),
+            throttled: true,
         }
     );
     assert_eq!(
         send_default(&client, SERVER_ERROR, &body).await,
         Outcome::Retry {
             after: None,
-            reason: "InternalServerError".into()
+            reason: "InternalServerError".into(),
+            throttled: false,
         }
     );
 
@@ -186,8 +188,13 @@ async fn outcomes_follow_apples_response_table() {
         Outcome::Retry {
             after: Some(after),
             reason,
+            throttled,
         } => {
             assert_eq!(reason, "ExpiredProviderToken");
+            assert!(
+                !throttled,
+                "a token refresh that must wait is not throttling"
+            );
             assert!(after > Duration::from_secs(19 * 60) && after <= Duration::from_secs(20 * 60));
         }
         other => panic!("unexpected {other:?}"),

@@ -126,16 +126,26 @@ async fn scripted_outcomes_and_token_is_cached() {
         other => panic!("expected Permanent, got {other:?}"),
     }
     match fcm.send("quota", &data).await {
-        Outcome::Retry { after, reason } => {
+        Outcome::Retry {
+            after,
+            reason,
+            throttled,
+        } => {
             assert_eq!(after, Some(Duration::from_secs(17)));
             assert!(reason.contains("QUOTA_EXCEEDED"), "{reason}");
+            assert!(throttled, "429 QUOTA_EXCEEDED asks us to slow down");
         }
         other => panic!("expected Retry, got {other:?}"),
     }
     match fcm.send("unavailable", &data).await {
-        Outcome::Retry { after, reason } => {
+        Outcome::Retry {
+            after,
+            reason,
+            throttled,
+        } => {
             assert_eq!(after, None);
             assert!(reason.contains("UNAVAILABLE"), "{reason}");
+            assert!(!throttled, "503 is trouble at FCM, not our rate");
         }
         other => panic!("expected Retry, got {other:?}"),
     }
@@ -235,6 +245,66 @@ async fn concurrent_sends_share_one_token_request() {
         assert!(matches!(outcome, Outcome::Delivered { .. }), "{outcome:?}");
     }
     assert_eq!(h.fake.token_requests(), 1);
+}
+
+/// Sends `count` messages at once through `fcm` and checks that each was delivered.
+async fn burst(fcm: &Arc<FcmClient>, round: usize, count: usize) {
+    let data = Arc::new(sample_data());
+    let mut tasks = Vec::new();
+    for i in 0..count {
+        let fcm = fcm.clone();
+        let data = data.clone();
+        tasks.push(tokio::spawn(async move {
+            fcm.send(&format!("ok-{round}-{i}"), &data).await
+        }));
+    }
+    for task in tasks {
+        let outcome = task.await.expect("task");
+        assert!(matches!(outcome, Outcome::Delivered { .. }), "{outcome:?}");
+    }
+}
+
+#[tokio::test]
+async fn concurrent_sends_share_one_http2_connection() {
+    const BURST: usize = 200;
+    let h = start_fake(3600).await;
+    // Answers are held back so that the burst's requests are in flight together.
+    h.fake.set_delay(Duration::from_millis(100));
+    let fcm = Arc::new(client(&h));
+
+    burst(&fcm, 0, BURST).await;
+    assert_eq!(h.fake.requests(), BURST);
+    assert_eq!(h.fake.received().len(), BURST);
+    assert_eq!(h.fake.token_requests(), 1);
+    // The fake counts every TCP connection it accepted, and sorts those that carried a
+    // request by protocol: one HTTP/2 connection for all 200 messages, one HTTP/1.1
+    // connection for the token endpoint (a separate client, as any OAuth server must do).
+    assert_eq!(
+        h.fake.http2_connections(),
+        1,
+        "messages share one connection"
+    );
+    assert_eq!(
+        h.fake.http1_connections(),
+        1,
+        "the token endpoint's connection"
+    );
+    assert_eq!(h.fake.connections(), 2, "no connection without a request");
+    let overlapping = h.fake.max_concurrent_requests();
+    assert!(
+        overlapping > 1,
+        "streams must be multiplexed, not serialised: {overlapping}"
+    );
+
+    // The next burst finds the connection open: nothing new is dialled.
+    burst(&fcm, 1, BURST).await;
+    assert_eq!(h.fake.requests(), 2 * BURST);
+    assert_eq!(h.fake.token_requests(), 1);
+    assert_eq!(h.fake.http2_connections(), 1);
+    assert_eq!(h.fake.http1_connections(), 1);
+    assert_eq!(h.fake.connections(), 2);
+    assert!(h.fake.rejections().is_empty(), "{:?}", h.fake.rejections());
+    eprintln!("most requests in flight at once: {overlapping}");
 }
 
 #[tokio::test]

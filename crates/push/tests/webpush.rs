@@ -396,7 +396,8 @@ async fn send_against_fake_push_service() {
     assert_eq!(
         outcomes[2],
         Outcome::Retry {
-            after: Some(Duration::from_secs(7))
+            after: Some(Duration::from_secs(7)),
+            throttled: true,
         }
     );
     assert_eq!(
@@ -406,7 +407,13 @@ async fn send_against_fake_push_service() {
             body: "payload too large".into()
         }
     );
-    assert_eq!(outcomes[4], Outcome::Retry { after: None });
+    assert_eq!(
+        outcomes[4],
+        Outcome::Retry {
+            after: None,
+            throttled: false,
+        }
+    );
     assert_eq!(outcomes[5], Outcome::Gone); // 404
 
     // Every request to a known subscription passed the header, VAPID and decryption checks

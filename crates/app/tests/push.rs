@@ -384,6 +384,80 @@ async fn throttling_and_server_errors_are_retried_honouring_retry_after() {
     server.shutdown().await.expect("shutdown");
 }
 
+/// FCM's 429 is about the project's quota: the FCM lane halves and pauses for the Retry-After,
+/// its other deliveries wait in the queue (not in memory) until then, and APNs goes on as if
+/// nothing happened.
+#[tokio::test]
+async fn an_fcm_429_pauses_fcm_alone_for_its_retry_after() {
+    let p = Providers::start().await;
+    let mut c = p.config();
+    c.push.concurrency = 4;
+    let server = start(c).await;
+    let (throttled, later, iphone) = (token('6'), token('7'), token('8'));
+    register_phone(&server, "fcm-throttled", U, 0, &throttled).await;
+    register_phone(&server, "fcm-later", V, 0, &later).await;
+    register_phone(&server, "iphone", V, 1, &iphone).await;
+    p.fcm.script(
+        &throttled,
+        Reply::new(429, "QUOTA_EXCEEDED").with_retry_after(3),
+        1,
+    );
+    assert_eq!(
+        queued(
+            &server,
+            json!({"userId": U, "type": 4, "payload": {"userId": U}})
+        )
+        .await,
+        1
+    );
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while p.fcm.requests_for(&throttled) == 0 {
+        assert!(tokio::time::Instant::now() < deadline, "FCM never asked");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let throttled_at = tokio::time::Instant::now();
+    // While FCM is paused: V's iPhone gets its push at once, V's Android phone only after the
+    // pause, and the throttled push's retry no sooner than its Retry-After.
+    assert_eq!(
+        queued(
+            &server,
+            json!({"userId": V, "type": 4, "payload": {"userId": V}})
+        )
+        .await,
+        2
+    );
+    only(p.apns.wait_for(1, WAIT).await, 1);
+    assert_eq!(
+        p.fcm.requests_for(&throttled),
+        1,
+        "APNs waited for FCM's pause"
+    );
+    assert_eq!(p.fcm.requests_for(&later), 0, "FCM was not paused");
+    let fcm = p.fcm.wait_for(2, WAIT).await;
+    assert!(
+        throttled_at.elapsed() >= Duration::from_millis(2_900),
+        "FCM went on after {:?}, before the Retry-After",
+        throttled_at.elapsed()
+    );
+    let mut tokens: Vec<&str> = fcm.iter().map(|r| r.token.as_str()).collect();
+    tokens.sort();
+    let mut expected = [throttled.as_str(), later.as_str()];
+    expected.sort();
+    assert_eq!(tokens, expected);
+    assert_eq!(p.fcm.requests_for(&later), 1, "sent once, after the pause");
+    wait_pending(&server, 0).await;
+    let metrics = metrics_text(server.addr).await;
+    assert!(
+        metrics.contains("pushwarden_push_throttled_total{provider=\"fcm\"}"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("reason=\"provider_throttled\""),
+        "{metrics}"
+    );
+    server.shutdown().await.expect("shutdown");
+}
+
 #[tokio::test]
 async fn rejected_and_expired_pushes_are_dropped_counted_and_logged() {
     let p = Providers::start().await;

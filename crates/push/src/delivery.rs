@@ -14,6 +14,7 @@ use tokio::sync::{mpsc, Semaphore};
 use crate::backoff::Backoff;
 use crate::health::Health;
 use crate::journal::{Attempt, Journal};
+use crate::lanes::{Feedback, Lane};
 use crate::lease::{LeasedWork, RetryPolicy, Step};
 use crate::origin::Admission;
 use crate::outcome::Outcome;
@@ -148,7 +149,10 @@ fn jobs_of_batch(batch: ClaimedBatch) -> Result<Vec<Job>, FinishedBatch> {
 /// `concurrency` pushes per provider, and room for as many in all.
 pub(crate) struct DeliveryWork {
     worker: Arc<Worker>,
-    lanes: HashMap<Provider, Arc<Semaphore>>,
+    lanes: HashMap<Provider, Arc<Lane>>,
+    /// Deliveries started per provider and not yet done (waiting for their lane or in
+    /// flight), bounded so that a slowed provider cannot take every slot of the total.
+    started: HashMap<Provider, Arc<AtomicUsize>>,
     total: Arc<Semaphore>,
     last_housekeeping: parking_lot::Mutex<tokio::time::Instant>,
     last_reclaim: parking_lot::Mutex<tokio::time::Instant>,
@@ -191,6 +195,21 @@ const CLAIM_BATCH: u32 = 256;
 /// this size, taking turns with the other pushes.
 const EXPAND_BATCH: u32 = 128;
 
+/// How long a delivery waits in the queue when its provider has as many started as it takes.
+const PROVIDER_BUSY_WAIT: Duration = Duration::from_secs(1);
+
+/// A delivery counted as started on its provider's lane until it is dropped.
+struct Started {
+    lane: Arc<Lane>,
+    started: Arc<AtomicUsize>,
+}
+
+impl Drop for Started {
+    fn drop(&mut self) {
+        self.started.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// How often batches whose lease lapsed (their worker died) are looked for.
 const RECLAIM_EVERY: Duration = Duration::from_secs(1);
 
@@ -203,7 +222,11 @@ impl DeliveryWork {
         Self {
             lanes: Provider::ALL
                 .into_iter()
-                .map(|p| (p, Arc::new(Semaphore::new(concurrency))))
+                .map(|p| (p, Lane::new(p.as_str(), concurrency)))
+                .collect(),
+            started: Provider::ALL
+                .into_iter()
+                .map(|p| (p, Arc::new(AtomicUsize::new(0))))
                 .collect(),
             total: Arc::new(Semaphore::new(concurrency * Provider::ALL.len())),
             worker: Arc::new(worker),
@@ -224,6 +247,20 @@ impl DeliveryWork {
     /// time would cost a round of statements per handful.
     fn min_claim(&self) -> usize {
         (self.worker.options.concurrency / 4).clamp(1, 32)
+    }
+
+    /// Puts a delivery back untried, due at `at`: a retry row with others due then (one
+    /// statement for them all), a batch's delivery with its batch.
+    async fn put_back(
+        &self,
+        job: Job,
+        at: i64,
+        deferred: &mut HashMap<i64, Vec<(String, String)>>,
+    ) {
+        match job.source {
+            Source::Row => deferred.entry(at).or_default().push(job.delivery.key()),
+            Source::Batch(_) => self.worker.finish(job, Next::Defer(at)).await,
+        }
     }
 
     /// Whether batches whose lease lapsed are due to be looked for.
@@ -315,18 +352,35 @@ impl LeasedWork for DeliveryWork {
         let now = now_ms();
         for job in claimed {
             let device = job.delivery.device.as_ref();
-            let label = device.map_or("unknown", |d| d.platform.provider().as_str());
+            let provider = device.map(|d| d.platform.provider());
+            let label = provider.map_or("unknown", |p| p.as_str());
+            // The provider's lane first: paused by a 429, or with as many started as it can
+            // take, the delivery goes back to the queue instead of waiting in memory.
+            let lane = provider.and_then(|p| Some((self.lanes.get(&p)?, self.started.get(&p)?)));
+            if let Some((lane, started)) = lane {
+                let busy = match lane.paused_for() {
+                    Some(pause) => Some((pause, "provider_throttled")),
+                    None if started.load(Ordering::Relaxed) >= lane.limit() + lane.max() => {
+                        Some((PROVIDER_BUSY_WAIT, "provider_busy"))
+                    }
+                    None => None,
+                };
+                if let Some((after, reason)) = busy {
+                    metrics::counter!("pushwarden_push_deferred_total", "provider" => label, "reason" => reason)
+                        .increment(1);
+                    self.put_back(job, due_after(now, after), &mut deferred)
+                        .await;
+                    continue;
+                }
+            }
             let ticket = match device.and_then(|d| self.worker.providers.admit(d)) {
                 None => None,
                 Some(Admission::Queued(ticket)) => Some(ticket),
                 Some(Admission::Deferred { after, reason }) => {
                     metrics::counter!("pushwarden_push_deferred_total", "provider" => label, "reason" => reason)
                         .increment(1);
-                    let at = due_after(now, after);
-                    match job.source {
-                        Source::Row => deferred.entry(at).or_default().push(job.delivery.key()),
-                        Source::Batch(_) => self.worker.finish(job, Next::Defer(at)).await,
-                    }
+                    self.put_back(job, due_after(now, after), &mut deferred)
+                        .await;
                     continue;
                 }
             };
@@ -337,19 +391,20 @@ impl LeasedWork for DeliveryWork {
                 None => match self.total.clone().try_acquire_owned() {
                     Ok(permit) => Some(permit),
                     Err(_) => {
-                        match job.source {
-                            Source::Row => {
-                                deferred.entry(now).or_default().push(job.delivery.key())
-                            }
-                            Source::Batch(_) => self.worker.finish(job, Next::Defer(now)).await,
-                        }
+                        self.put_back(job, now, &mut deferred).await;
                         continue;
                     }
                 },
             };
             let total = self.total.clone();
             let worker = self.worker.clone();
-            let lane = device.and_then(|d| self.lanes.get(&d.platform.provider()).cloned());
+            let lane = lane.map(|(lane, started)| {
+                started.fetch_add(1, Ordering::Relaxed);
+                Started {
+                    lane: lane.clone(),
+                    started: started.clone(),
+                }
+            });
             let wake_at = self.min_claim();
             tokio::spawn(async move {
                 let (origin, permit) = match ticket {
@@ -364,11 +419,24 @@ impl LeasedWork for DeliveryWork {
                         }
                     },
                 };
-                let lane = match lane {
-                    Some(l) => l.acquire_owned().await.ok(),
+                let slot = match &lane {
+                    Some(started) => {
+                        let slot = started.lane.acquire().await;
+                        // A 429 may have paused the lane while this one waited.
+                        if let Some(pause) = started.lane.paused_for() {
+                            metrics::counter!("pushwarden_push_deferred_total", "provider" => label, "reason" => "provider_throttled")
+                                .increment(1);
+                            drop(slot);
+                            return worker.defer(job, due_after(now_ms(), pause)).await;
+                        }
+                        Some(slot)
+                    }
                     None => None,
                 };
-                worker.deliver(job).await;
+                let feedback = worker.deliver(job).await;
+                if let Some(slot) = slot {
+                    slot.finish(feedback);
+                }
                 drop((lane, origin, permit));
                 // Room for a round again: the loop may be waiting for it.
                 if total.available_permits() >= wake_at {
@@ -409,19 +477,20 @@ impl LeasedWork for DeliveryWork {
 }
 
 impl Worker {
-    /// Sends one delivery and writes what follows from its outcome.
-    async fn deliver(&self, job: Job) {
+    /// Sends one delivery and writes what follows from its outcome; answers what it tells the
+    /// provider's lane.
+    async fn deliver(&self, job: Job) -> Feedback {
         let delivery = &job.delivery;
         let now = now_ms();
         let Some(device) = &delivery.device else {
-            return self
-                .drop_delivery(
-                    job,
-                    "unknown",
-                    "unregistered",
-                    "the device was unregistered",
-                )
-                .await;
+            self.drop_delivery(
+                job,
+                "unknown",
+                "unregistered",
+                "the device was unregistered",
+            )
+            .await;
+            return Feedback::Other;
         };
         let provider = device.platform.provider();
         let label = provider.as_str();
@@ -431,19 +500,19 @@ impl Worker {
             .retry_policy()
             .expired(delivery.created_ms, now)
         {
-            return self
-                .drop_delivery(job, label, "expired", "older than the maximum age")
+            self.drop_delivery(job, label, "expired", "older than the maximum age")
                 .await;
+            return Feedback::Other;
         }
         if !self.providers.is_configured(provider) {
-            return self
-                .drop_delivery(
-                    job,
-                    label,
-                    "no_provider",
-                    "its provider is no longer configured",
-                )
-                .await;
+            self.drop_delivery(
+                job,
+                label,
+                "no_provider",
+                "its provider is no longer configured",
+            )
+            .await;
+            return Feedback::Other;
         }
         let outcome = self
             .providers
@@ -457,6 +526,7 @@ impl Worker {
         metrics::counter!("pushwarden_push_attempts_total", "provider" => label, "outcome" => outcome.label())
             .increment(1);
         self.note(delivery, label, &outcome, now);
+        let feedback = lane_feedback(provider, &outcome);
         match outcome {
             Outcome::Delivered => {
                 self.health.ok(label);
@@ -493,17 +563,18 @@ impl Worker {
                 self.finish(job, Next::Settled).await
             }
             Outcome::Rejected { reason } => {
-                return self.drop_delivery(job, label, "rejected", &reason).await;
+                self.drop_delivery(job, label, "rejected", &reason).await
             }
             Outcome::Retry { after, reason, .. } => {
                 self.health.ok(label);
-                return self.retry(job, label, after, reason, now).await;
+                self.retry(job, label, after, reason, now).await
             }
             Outcome::Misconfigured { reason } => {
                 self.health.config_error(label, &reason, now);
-                return self.retry(job, label, None, reason, now).await;
+                self.retry(job, label, None, reason, now).await
             }
         }
+        feedback
     }
 
     async fn retry(
@@ -652,6 +723,24 @@ impl Worker {
             // Only at shutdown; the lease brings the work back after a restart.
             tracing::debug!("push queue: finishing after the finisher stopped");
         }
+    }
+}
+
+/// What an outcome tells a provider's lane. Only FCM's 429 throttles the lane: FCM's quota is
+/// the project's, while APNs answers 429 for one device token sent to too often, and a Web Push
+/// 429 is one push service's (its origin backs off on its own, see [`crate::origin`]); those
+/// are retried on the delivery's own schedule without slowing the provider for everyone.
+fn lane_feedback(provider: Provider, outcome: &Outcome) -> Feedback {
+    match outcome {
+        Outcome::Delivered => Feedback::Accepted,
+        Outcome::Retry {
+            throttled: true,
+            after,
+            ..
+        } if provider == Provider::Fcm => Feedback::Throttled {
+            retry_after: *after,
+        },
+        _ => Feedback::Other,
     }
 }
 

@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
-use tokio::sync::Notify;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
 /// How long a lane pauses after a 429 that gave no Retry-After.
@@ -50,13 +50,17 @@ pub struct Lane {
     provider: &'static str,
     max: usize,
     state: Mutex<State>,
-    /// Wakes waiting acquirers when a slot frees or the limit grows.
-    slots: Notify,
+    /// The slots: `limit` permits, less those owed (see `State::owed`). Waiters are served
+    /// first come, first served, one per freed slot (no herd woken per completion).
+    slots: Arc<Semaphore>,
 }
 
 struct State {
     limit: usize,
     in_flight: usize,
+    /// Permits out in flight that are retired when they come back, because the limit was cut
+    /// below what was out.
+    owed: usize,
     /// Accepted deliveries since the limit last changed; `limit` of them raise it by one.
     accepted: usize,
     paused_until: Option<Instant>,
@@ -87,11 +91,12 @@ impl Lane {
             state: Mutex::new(State {
                 limit: max,
                 in_flight: 0,
+                owed: 0,
                 accepted: 0,
                 paused_until: None,
                 last_cut: None,
             }),
-            slots: Notify::new(),
+            slots: Arc::new(Semaphore::new(max)),
         };
         lane.publish_limit(max);
         Arc::new(lane)
@@ -130,30 +135,23 @@ impl Lane {
         (until > now).then(|| until - now)
     }
 
-    /// Waits for a slot (in flight < current limit). Cancel-safe: a slot is taken only when
-    /// the future completes, so dropping it while it waits takes nothing.
+    /// Waits for a slot (in flight < current limit), first come, first served. Cancel-safe:
+    /// a slot is taken only when the future completes, so dropping it while it waits takes
+    /// nothing.
     pub async fn acquire(self: &Arc<Self>) -> LanePermit {
-        loop {
-            let mut freed = std::pin::pin!(self.slots.notified());
-            {
-                let mut state = self.state.lock();
-                if state.in_flight < state.limit {
-                    state.in_flight += 1;
-                    return LanePermit {
-                        lane: self.clone(),
-                        finished: false,
-                    };
-                }
-                // Registered while the state is locked, so a slot freed between unlocking and
-                // awaiting still wakes us.
-                freed.as_mut().enable();
-            }
-            freed.await;
+        // The semaphore is never closed; were it, the lane would stop limiting, not block.
+        let permit = self.slots.clone().acquire_owned().await.ok();
+        self.state.lock().in_flight += 1;
+        LanePermit {
+            lane: self.clone(),
+            permit,
+            finished: false,
         }
     }
 
-    /// Applies `feedback` (if any) and gives the slot back.
-    fn end(&self, feedback: Option<Feedback>, now: Instant) {
+    /// Applies `feedback` (if any) and gives the slot back (or retires it, if the limit was
+    /// cut below what is out).
+    fn end(&self, permit: Option<OwnedSemaphorePermit>, feedback: Option<Feedback>, now: Instant) {
         let mut state = self.state.lock();
         state.in_flight = state.in_flight.saturating_sub(1);
         match feedback {
@@ -162,6 +160,11 @@ impl Lane {
                 if state.accepted >= state.limit {
                     state.limit += 1;
                     state.accepted = 0;
+                    if state.owed > 0 {
+                        state.owed -= 1;
+                    } else {
+                        self.slots.add_permits(1);
+                    }
                     self.publish_limit(state.limit);
                 }
             }
@@ -176,7 +179,11 @@ impl Lane {
                     .last_cut
                     .is_some_and(|cut| now.saturating_duration_since(cut) < CUT_WINDOW);
                 if !cut_lately {
-                    state.limit = (state.limit / 2).max(1);
+                    let cut = state.limit - (state.limit / 2).max(1);
+                    state.limit -= cut;
+                    // Free slots are retired now; the rest as they come back.
+                    let retired = self.slots.forget_permits(cut);
+                    state.owed += cut - retired;
                     state.last_cut = Some(now);
                     self.publish_limit(state.limit);
                 }
@@ -184,12 +191,16 @@ impl Lane {
             }
             Some(Feedback::Accepted) | Some(Feedback::Other) | None => {}
         }
-        let room = state.in_flight < state.limit;
-        drop(state);
-        if room {
-            // Every waiter re-checks; only as many as there is room for get a slot. Waking
-            // one at a time would lose the wake-up when that one is dropped before it runs.
-            self.slots.notify_waiters();
+        if let Some(permit) = permit {
+            if state.owed > 0 {
+                state.owed -= 1;
+                permit.forget();
+            }
+            // Otherwise dropped below, after the lock: back to the next waiter.
+            else {
+                drop(state);
+                drop(permit);
+            }
         }
     }
 
@@ -203,6 +214,7 @@ impl Lane {
 #[derive(Debug)]
 pub struct LanePermit {
     lane: Arc<Lane>,
+    permit: Option<OwnedSemaphorePermit>,
     finished: bool,
 }
 
@@ -215,14 +227,14 @@ impl LanePermit {
 
     fn finish_at(mut self, feedback: Feedback, now: Instant) {
         self.finished = true;
-        self.lane.end(Some(feedback), now);
+        self.lane.end(self.permit.take(), Some(feedback), now);
     }
 }
 
 impl Drop for LanePermit {
     fn drop(&mut self) {
         if !self.finished {
-            self.lane.end(None, Instant::now());
+            self.lane.end(self.permit.take(), None, Instant::now());
         }
     }
 }
@@ -242,11 +254,12 @@ mod tests {
         std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut *fut).poll(cx))).await
     }
 
-    /// A permit right now, or a panic: the lane has room.
+    /// A permit, or a panic: the lane has room. (Awaited rather than polled once: tokio's
+    /// cooperative budget may answer a first poll with `Pending` after many operations.)
     async fn permit(lane: &Arc<Lane>) -> LanePermit {
-        match poll_once(&mut Box::pin(lane.acquire())).await {
-            Poll::Ready(permit) => permit,
-            Poll::Pending => panic!("no free slot: {lane:?}"),
+        match tokio::time::timeout(DEADLINE, lane.acquire()).await {
+            Ok(permit) => permit,
+            Err(_) => panic!("no free slot: {lane:?}"),
         }
     }
 

@@ -189,7 +189,12 @@ pub(crate) async fn finish_in_batches(
 }
 
 /// The most deliveries one claim takes.
-const CLAIM_BATCH: u32 = 256;
+const CLAIM_BATCH: u32 = 512;
+
+/// Deliveries claimed ahead, per provider lane slot: a round of claims costs a few round trips
+/// to the database, so the worker keeps several lanes' worth in memory to send while the next
+/// round is claimed, instead of letting the lanes run dry between rounds.
+const AHEAD: usize = 4;
 
 /// The most devices of one push a round expands: a push to many devices is sent in batches of
 /// this size, taking turns with the other pushes.
@@ -228,7 +233,7 @@ impl DeliveryWork {
                 .into_iter()
                 .map(|p| (p, Arc::new(AtomicUsize::new(0))))
                 .collect(),
-            total: Arc::new(Semaphore::new(concurrency * Provider::ALL.len())),
+            total: Arc::new(Semaphore::new(AHEAD * concurrency * Provider::ALL.len())),
             worker: Arc::new(worker),
             last_housekeeping: parking_lot::Mutex::new(tokio::time::Instant::now()),
             last_reclaim: parking_lot::Mutex::new(tokio::time::Instant::now() - RECLAIM_EVERY),
@@ -246,7 +251,7 @@ impl DeliveryWork {
     /// The room a round waits for when the previous one found work: claiming a handful at a
     /// time would cost a round of statements per handful.
     fn min_claim(&self) -> usize {
-        (self.worker.options.concurrency / 4).clamp(1, 32)
+        self.worker.options.concurrency.clamp(1, 64)
     }
 
     /// Puts a delivery back untried, due at `at`: a retry row with others due then (one
@@ -261,6 +266,14 @@ impl DeliveryWork {
             Source::Row => deferred.entry(at).or_default().push(job.delivery.key()),
             Source::Batch(_) => self.worker.finish(job, Next::Defer(at)).await,
         }
+    }
+
+    /// The most deliveries one provider may have started (waiting for its lane or in flight):
+    /// all of the total but a lane's worth, so a slowed provider leaves room for the others.
+    /// (A throttled one holds none: its deliveries wait in the queue.)
+    fn provider_bound(&self) -> usize {
+        let total = AHEAD * self.worker.options.concurrency * Provider::ALL.len();
+        total.saturating_sub(self.worker.options.concurrency)
     }
 
     /// Whether batches whose lease lapsed are due to be looked for.
@@ -300,8 +313,17 @@ impl LeasedWork for DeliveryWork {
     type Item = Job;
     const NAME: &'static str = "push queue";
 
+    /// Free slots of the total, but none while a provider has as many started as it may hold
+    /// ([`Self::provider_bound`]): what a round would claim for it could not start.
     fn room(&self) -> usize {
-        self.total.available_permits()
+        let bound = self.provider_bound();
+        let provider_room = self
+            .started
+            .values()
+            .map(|n| bound.saturating_sub(n.load(Ordering::Relaxed)))
+            .min()
+            .unwrap_or(bound);
+        self.total.available_permits().min(provider_room)
     }
 
     /// Due retries first (they waited), then batches whose worker died, then new batches of
@@ -360,7 +382,7 @@ impl LeasedWork for DeliveryWork {
             if let Some((lane, started)) = lane {
                 let busy = match lane.paused_for() {
                     Some(pause) => Some((pause, "provider_throttled")),
-                    None if started.load(Ordering::Relaxed) >= lane.limit() + lane.max() => {
+                    None if started.load(Ordering::Relaxed) >= self.provider_bound() => {
                         Some((PROVIDER_BUSY_WAIT, "provider_busy"))
                     }
                     None => None,

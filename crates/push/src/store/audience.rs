@@ -184,16 +184,21 @@ pub(super) const DEVICE_COLUMNS: &str = "r.device_id, r.platform, r.push_token, 
     r.p256dh, r.auth, r.apns_environment, r.updated_ms";
 
 /// An audience's devices in device id order, after one id and up to another: how a push is
-/// expanded a batch at a time, and how a batch whose worker died is read again.
+/// expanded a batch at a time, and how a batch whose worker died is read again. Each row also
+/// carries `through`, the batch's last device id in the database's own order (its collation,
+/// not Rust's byte order), which is where the next batch starts; and `walk`, the walk's tag, so
+/// that many walks can go in one statement ([`Walk::union`]).
 pub(super) struct Walk {
     sql: String,
     filter: TargetFilter,
+    bounded: bool,
 }
 
 impl Walk {
-    /// Devices with an id `> after` (and `<= through`, when given), at most `limit`.
-    pub fn new(audience: &Audience, bounded: bool) -> Self {
-        let filter = TargetFilter::build(&audience.target, &audience.platforms, 1, Shape::Join);
+    /// Devices with an id `> after` (and `<= through`, when `bounded`), at most `limit`; its
+    /// placeholders start at `$first`, its rows are tagged `tag`.
+    pub fn new(audience: &Audience, bounded: bool, first: usize, tag: usize) -> Self {
+        let filter = TargetFilter::build(&audience.target, &audience.platforms, first, Shape::Join);
         let (from, key) = match audience.target.target.recipient {
             Recipient::Organization(_) => (
                 "push_registration_organizations o \
@@ -203,30 +208,51 @@ impl Walk {
             _ => ("push_registrations r", "r.device_id"),
         };
         let n = filter.next;
-        let upper = if bounded {
-            format!(" AND {key} <= ${}", n + 1)
+        let (upper, limit) = if bounded {
+            (format!(" AND {key} <= ${}", n + 1), n + 2)
         } else {
-            String::new()
+            (String::new(), n + 1)
         };
-        let limit = if bounded { n + 2 } else { n + 1 };
         let sql = format!(
-            "SELECT {DEVICE_COLUMNS} FROM {from} WHERE {} AND {key} > ${n}{upper} \
-             ORDER BY {key} LIMIT ${limit}",
+            "SELECT w.*, CAST({tag} AS BIGINT) AS walk, MAX(w.device_id) OVER () AS through \
+             FROM (SELECT {DEVICE_COLUMNS} FROM {from} WHERE {} AND {key} > ${n}{upper} \
+             ORDER BY {key} LIMIT ${limit}) AS w",
             filter.condition
         );
-        Self { sql, filter }
+        Self {
+            sql,
+            filter,
+            bounded,
+        }
     }
 
-    /// The query for devices after `after` (through `through` if the walk is bounded).
-    pub fn query<'q>(&'q self, after: &str, through: Option<&str>, limit: u32) -> AnyQuery<'q> {
-        let mut query = self
-            .filter
-            .bind(sqlx::query(&self.sql))
-            .bind(after.to_owned());
-        if let Some(through) = through {
-            query = query.bind(through.to_owned());
+    /// The number of the first placeholder after this walk's.
+    pub fn next_placeholder(&self) -> usize {
+        self.filter.next + if self.bounded { 3 } else { 2 }
+    }
+
+    /// Binds this walk's values: the filter's, `after`, `through` (bounded walks) and `limit`.
+    pub fn bind<'q>(
+        &self,
+        query: AnyQuery<'q>,
+        after: &str,
+        through: Option<&str>,
+        limit: u32,
+    ) -> AnyQuery<'q> {
+        let mut query = self.filter.bind(query).bind(after.to_owned());
+        if self.bounded {
+            query = query.bind(through.unwrap_or_default().to_owned());
         }
         query.bind(i64::from(limit))
+    }
+
+    /// One statement running every walk of `walks`.
+    pub fn union(walks: &[Walk]) -> String {
+        walks
+            .iter()
+            .map(|w| w.sql.as_str())
+            .collect::<Vec<_>>()
+            .join(" UNION ALL ")
     }
 }
 
@@ -256,22 +282,29 @@ mod tests {
                 Some(ClientType::Mobile),
             ),
             false,
+            1,
+            0,
         );
         assert_eq!(
             walk.sql,
             format!(
-                "SELECT {DEVICE_COLUMNS} FROM push_registration_organizations o \
+                "SELECT w.*, CAST(0 AS BIGINT) AS walk, MAX(w.device_id) OVER () AS through \
+                 FROM (SELECT {DEVICE_COLUMNS} FROM push_registration_organizations o \
                  JOIN push_registrations r ON r.device_id = o.device_id \
                  WHERE o.organization_id = $1 AND r.platform IN ('fcm', 'apns') \
                  AND (r.identifier IS NULL OR r.identifier <> $2) AND r.client_type = $3 \
-                 AND o.device_id > $4 ORDER BY o.device_id LIMIT $5"
+                 AND o.device_id > $4 ORDER BY o.device_id LIMIT $5) AS w"
             )
         );
-        let bounded = Walk::new(&target(Recipient::User("u".into()), None, None), true);
+        assert_eq!(walk.next_placeholder(), 6);
+        // A second walk in the same statement numbers its placeholders on.
+        let bounded = Walk::new(&target(Recipient::User("u".into()), None, None), true, 6, 1);
         assert!(bounded.sql.ends_with(
-            "r.user_id = $1 AND r.platform IN ('fcm', 'apns') AND r.device_id > $2 \
-             AND r.device_id <= $3 ORDER BY r.device_id LIMIT $4"
+            "r.user_id = $6 AND r.platform IN ('fcm', 'apns') AND r.device_id > $7 \
+             AND r.device_id <= $8 ORDER BY r.device_id LIMIT $9) AS w"
         ));
+        assert_eq!(bounded.next_placeholder(), 10);
+        assert!(Walk::union(&[walk, bounded]).contains(") AS w UNION ALL SELECT w.*"));
     }
 
     #[test]

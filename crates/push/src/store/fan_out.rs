@@ -131,7 +131,9 @@ impl Deliveries {
              expanded_through FROM push_messages WHERE expanded = 0 ORDER BY turn_ms \
              LIMIT $1{lock}"
         ))
-        .bind(i64::from(budget.min(MAX_PUSHES_PER_ROUND)))
+        .bind(i64::from(
+            (budget / MIN_SHARE).clamp(1, MAX_PUSHES_PER_ROUND),
+        ))
         .fetch_all(&mut *tx)
         .await?
         .iter()
@@ -143,49 +145,65 @@ impl Deliveries {
         }
         let token = uuid::Uuid::new_v4().to_string();
         let lease_until = now_ms.saturating_add(i64::try_from(lease.as_millis()).unwrap_or(0));
-        let mut left = budget;
-        let mut batches = Vec::new();
-        for (served, push) in pushes.iter().enumerate() {
-            if left == 0 {
-                break;
+        // An even share of the budget for each push of the round, so that a big push does not
+        // take it all from the small ones behind it; but never a sliver, which would cost a
+        // batch per handful of devices (the round takes no more pushes than that allows).
+        let take = (budget / pushes.len() as u32).clamp(MIN_SHARE.min(max_batch), max_batch);
+        // Every push's next devices in one statement.
+        let mut walks = Vec::with_capacity(pushes.len());
+        let mut first = 1;
+        for (tag, push) in pushes.iter().enumerate() {
+            let walk = Walk::new(&push.audience, false, first, tag);
+            first = walk.next_placeholder();
+            walks.push(walk);
+        }
+        let sql = Walk::union(&walks);
+        let mut query = sqlx::query(&sql);
+        for (walk, push) in walks.iter().zip(&pushes) {
+            query = walk.bind(query, &push.expanded_through, None, take);
+        }
+        let rows = query.fetch_all(&mut *tx).await?;
+        let mut found: Vec<Vec<AnyRow>> = pushes.iter().map(|_| Vec::new()).collect();
+        for row in rows {
+            let tag: i64 = row.try_get("walk")?;
+            match usize::try_from(tag).ok().and_then(|t| found.get_mut(t)) {
+                Some(group) => group.push(row),
+                None => return Err(StoreError::Corrupt(format!("walk tag {tag}"))),
             }
-            // An even share of what is left for this push and those after it in the round, so
-            // that a big push does not take the whole budget from the small ones behind it.
-            let behind = (pushes.len() - served) as u32;
-            let take = (left / behind).clamp(1, max_batch);
-            let walk = Walk::new(&push.audience, false);
-            // One more than taken tells whether the push has devices left.
-            let rows = walk
-                .query(&push.expanded_through, None, take + 1)
-                .fetch_all(&mut *tx)
-                .await?;
-            let more = rows.len() > take as usize;
-            let rows = &rows[..rows.len().min(take as usize)];
-            let deliveries = push.deliveries(rows)?;
-            let last = deliveries.last().map(|d| d.device_id.clone());
-            sqlx::query(
-                "UPDATE push_messages SET expanded_through = $1, expanded = $2, turn_ms = $3 \
-                 WHERE id = $4",
-            )
-            .bind(
-                last.clone()
-                    .unwrap_or_else(|| push.expanded_through.clone()),
-            )
-            .bind(i64::from(!more))
-            .bind(now_ms)
-            .bind(push.id.clone())
-            .execute(&mut *tx)
-            .await?;
-            if let Some(last) = last {
-                left -= deliveries.len() as u32;
+        }
+        let mut batches = Vec::new();
+        let mut moved = Vec::with_capacity(pushes.len());
+        for (push, rows) in pushes.iter().zip(&found) {
+            // Fewer than asked for: the push has no devices left after these.
+            let done = rows.len() < take as usize;
+            let through = match rows.first() {
+                Some(row) => row.try_get::<String, _>("through")?,
+                None => push.expanded_through.clone(),
+            };
+            moved.push((push.id.clone(), through.clone(), i64::from(done)));
+            if !rows.is_empty() {
                 batches.push(ClaimedBatch {
                     message_id: push.id.clone(),
                     after_device: push.expanded_through.clone(),
-                    last_device: last,
-                    deliveries,
+                    last_device: through,
+                    deliveries: push.deliveries(rows)?,
                 });
             }
         }
+        // Every push's cursor moved, and its turn taken, in one statement.
+        let values = (0..moved.len())
+            .map(|i| format!("(${}, ${}, ${})", 2 + 3 * i, 3 + 3 * i, 4 + 3 * i))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "UPDATE push_messages SET expanded_through = v.column2, expanded = v.column3, \
+             turn_ms = $1 FROM (VALUES {values}) AS v WHERE push_messages.id = v.column1"
+        );
+        let mut query = sqlx::query(&sql).bind(now_ms);
+        for (id, through, done) in moved {
+            query = query.bind(id).bind(through).bind(done);
+        }
+        query.execute(&mut *tx).await?;
         for chunk in batches.chunks(MAX_BINDS / 4) {
             let values = (0..chunk.len())
                 .map(|i| {
@@ -251,18 +269,44 @@ impl Deliveries {
         .bind(token)
         .fetch_all(&self.pool)
         .await?;
-        let mut batches = Vec::with_capacity(rows.len());
+        let mut claimed = Vec::with_capacity(rows.len());
         for row in &rows {
             let push = Expanding::from_row(row)?;
             let after: String = row.try_get("after_device")?;
             let last: String = row.try_get("last_device")?;
-            let walk = Walk::new(&push.audience, true);
-            let devices = walk
-                .query(&after, Some(&last), u32::MAX / 2)
-                .fetch_all(&self.pool)
-                .await?;
+            claimed.push((push, after, last));
+        }
+        // Every batch's range read again, in one statement.
+        let mut walks = Vec::with_capacity(claimed.len());
+        let mut first = 1;
+        for (tag, (push, _, _)) in claimed.iter().enumerate() {
+            let walk = Walk::new(&push.audience, true, first, tag);
+            first = walk.next_placeholder();
+            walks.push(walk);
+        }
+        let sql = Walk::union(&walks);
+        let mut query = sqlx::query(&sql);
+        for (walk, (_, after, last)) in walks.iter().zip(&claimed) {
+            // A range holds what it held when it was expanded, plus devices registered since
+            // with an id inside it: no more than a batch of them is expected.
+            query = walk.bind(query, after, Some(last), RECLAIM_MAX);
+        }
+        let devices = query.fetch_all(&self.pool).await?;
+        let mut found: Vec<Vec<AnyRow>> = claimed.iter().map(|_| Vec::new()).collect();
+        for row in devices {
+            let tag: i64 = row.try_get("walk")?;
+            match usize::try_from(tag).ok().and_then(|t| found.get_mut(t)) {
+                Some(group) => group.push(row),
+                None => return Err(StoreError::Corrupt(format!("walk tag {tag}"))),
+            }
+        }
+        let mut batches = Vec::with_capacity(claimed.len());
+        for ((push, after, last), rows) in claimed.into_iter().zip(&found) {
+            if rows.len() >= RECLAIM_MAX as usize {
+                tracing::warn!(message_id = %push.id, devices = rows.len(), "push queue: a batch read again holds the most devices it may; devices past them in its range are left out");
+            }
             batches.push(ClaimedBatch {
-                deliveries: push.deliveries(&devices)?,
+                deliveries: push.deliveries(rows)?,
                 message_id: push.id,
                 after_device: after,
                 last_device: last,
@@ -379,8 +423,18 @@ impl Deliveries {
     }
 }
 
+/// The most devices a batch read again may hold. A batch is at most a round's share when it is
+/// made; devices registered later with an id inside its range join it. Past this many, the
+/// rest of the range is left out (and logged): bounded memory over completeness for a range
+/// that would have to have grown a hundredfold.
+const RECLAIM_MAX: u32 = 10_000;
+
 /// The most pushes one round expands, whatever its budget.
 const MAX_PUSHES_PER_ROUND: u32 = 64;
+
+/// The fewest devices a push is given in a round: most pushes (a user's devices) fit in it
+/// whole.
+const MIN_SHARE: u32 = 8;
 
 /// `($1, $2), ($3, $4), …` for `rows` pairs.
 fn pairs(rows: usize) -> String {

@@ -13,6 +13,7 @@
 //!   by reason, in memory for the admin page.
 //! - [`clock`]: the time the token caches read, which tests move by hand.
 //! - [`registration`]: a registered device, its platform and channel.
+//! - `accept`: group commit: pushes accepted together are stored in one commit.
 //! - [`store`]: SQLite or PostgreSQL, with a handle per concern: registrations, deliveries,
 //!   outbox, installations; both queues share its leased-queue SQL.
 //! - [`backoff`]: exponential backoff with jitter, never sooner than `Retry-After`.
@@ -27,6 +28,7 @@
 //!
 //! [`PushGateway`]: pushwarden_model::PushGateway
 
+mod accept;
 pub mod apns;
 pub mod backoff;
 pub mod clock;

@@ -10,13 +10,14 @@ use pushwarden_model::{
 };
 use tokio::sync::Notify;
 
+use crate::accept::Acceptor;
 use crate::delivery::{DeliveryOptions, DeliveryWork, Worker};
 use crate::health::{Health, ProviderHealth};
 use crate::journal::Journal;
 use crate::lease;
 use crate::providers::{parse_subscription, Providers};
 use crate::registration::{parse_environment, Channel, Platform, Provider, Registration};
-use crate::store::{now_ms, Backend, SecretCheck, Store, StoreError, Upsert};
+use crate::store::{now_ms, Backend, Enqueued, NewPush, SecretCheck, Store, StoreError, Upsert};
 use crate::upstream::{OutboxWork, Upstream};
 
 pub struct PushService {
@@ -31,6 +32,8 @@ pub struct PushService {
     /// When each installation's last activity was last written (Unix ms), so that it is
     /// written at most once a minute. Holds only installations that passed a check.
     activity_written: parking_lot::Mutex<HashMap<String, i64>>,
+    /// Stores accepted pushes in group commits; started on first use (it needs a runtime).
+    acceptor: std::sync::OnceLock<Acceptor>,
 }
 
 /// How stale an installation's recorded last activity may get.
@@ -56,6 +59,7 @@ impl PushService {
             journal: Arc::new(Journal::default()),
             options,
             activity_written: parking_lot::Mutex::new(HashMap::new()),
+            acceptor: std::sync::OnceLock::new(),
             wake: Arc::new(Notify::new()),
             wake_outbox: Arc::new(Notify::new()),
         }
@@ -453,12 +457,32 @@ impl PushGateway for PushService {
     ) -> BoxFuture<'_, Result<u64, GatewayError>> {
         Box::pin(async move {
             let platforms = self.providers.platforms();
-            let enqueued = self
-                .store
-                .deliveries()
-                .enqueue(&target, &message, &platforms, now_ms())
+            let deliveries = self.store.deliveries();
+            // Counted by each caller at once; stored with the pushes accepted alongside it.
+            let matching = deliveries
+                .count_matching(&target, &platforms)
                 .await
                 .map_err(unavailable)?;
+            let enqueued = if matching == 0 {
+                Enqueued {
+                    message_id: None,
+                    deliveries: 0,
+                }
+            } else {
+                let push = NewPush {
+                    target: target.clone(),
+                    message: message.clone(),
+                    platforms,
+                    now_ms: now_ms(),
+                };
+                let acceptor = self
+                    .acceptor
+                    .get_or_init(|| Acceptor::start(self.store.deliveries()));
+                Enqueued {
+                    message_id: Some(acceptor.store(push).await.map_err(unavailable)?),
+                    deliveries: matching,
+                }
+            };
             let name = message.push_type.name();
             metrics::counter!("pushwarden_push_messages_total", "type" => name).increment(1);
             metrics::counter!("pushwarden_push_enqueued_total").increment(enqueued.deliveries);

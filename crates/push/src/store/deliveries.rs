@@ -39,6 +39,18 @@ pub struct Deliveries {
     queue: Leased,
 }
 
+/// The most pushes one `INSERT` stores (10 values each, within the bind limit).
+pub const MAX_PUSHES_PER_INSERT: usize = 64;
+
+/// A push to store: what was sent, to whom, on which platforms, when.
+#[derive(Clone, Debug)]
+pub struct NewPush {
+    pub target: DeviceTarget,
+    pub message: PushMessage,
+    pub platforms: Vec<Platform>,
+    pub now_ms: i64,
+}
+
 /// What [`Deliveries::enqueue`] stored.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Enqueued {
@@ -96,44 +108,95 @@ impl Deliveries {
         platforms: &[Platform],
         now_ms: i64,
     ) -> Result<Enqueued, StoreError> {
-        let nothing = Enqueued {
-            message_id: None,
-            deliveries: 0,
+        let deliveries = self.count_matching(target, platforms).await?;
+        if deliveries == 0 {
+            return Ok(Enqueued {
+                message_id: None,
+                deliveries: 0,
+            });
+        }
+        let push = NewPush {
+            target: target.clone(),
+            message: message.clone(),
+            platforms: platforms.to_vec(),
+            now_ms,
         };
+        let mut ids = self.store_pushes(std::slice::from_ref(&push)).await?;
+        Ok(Enqueued {
+            message_id: ids.pop(),
+            deliveries,
+        })
+    }
+
+    /// How many registered devices on `platforms` `target` matches now.
+    pub async fn count_matching(
+        &self,
+        target: &DeviceTarget,
+        platforms: &[Platform],
+    ) -> Result<u64, StoreError> {
         let filter = TargetFilter::new(target, platforms, 1);
         let count = format!(
             "SELECT COUNT(*) FROM push_registrations r WHERE {}",
             filter.condition
         );
-        let deliveries: i64 = filter
+        let n: i64 = filter
             .bind(sqlx::query(&count))
             .fetch_one(&self.pool)
             .await?
             .try_get(0)?;
-        if deliveries <= 0 {
-            return Ok(nothing);
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    /// Stores pushes, at most [`MAX_PUSHES_PER_INSERT`] at a time, in one statement (one
+    /// commit): when this returns, they survive a restart. Answers their ids, in order.
+    pub async fn store_pushes(&self, pushes: &[NewPush]) -> Result<Vec<String>, StoreError> {
+        let mut ids = Vec::with_capacity(pushes.len());
+        let mut tx = self.pool.begin().await?;
+        for chunk in pushes.chunks(MAX_PUSHES_PER_INSERT) {
+            let values = (0..chunk.len())
+                .map(|i| {
+                    let n = 1 + 10 * i;
+                    format!(
+                        "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, '', 0, ${})",
+                        n,
+                        n + 1,
+                        n + 2,
+                        n + 3,
+                        n + 4,
+                        n + 5,
+                        n + 6,
+                        n + 7,
+                        n + 8,
+                        n + 9,
+                        n + 4
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(", ");
+            let insert = format!(
+                "INSERT INTO push_messages (id, push_type, payload, context_id, created_ms, \
+                 {AUDIENCE_COLUMNS}, expanded_through, expanded, turn_ms) VALUES {values}"
+            );
+            let mut query = sqlx::query(&insert);
+            for push in chunk {
+                let id = uuid::Uuid::new_v4().to_string();
+                query = query
+                    .bind(id.clone())
+                    .bind(i64::from(push.message.push_type.as_u8()))
+                    .bind(push.message.payload.clone())
+                    .bind(push.message.context_id.clone())
+                    .bind(push.now_ms);
+                let audience = Audience {
+                    target: push.target.clone(),
+                    platforms: push.platforms.clone(),
+                };
+                query = audience.bind(query);
+                ids.push(id);
+            }
+            query.execute(&mut *tx).await?;
         }
-        let message_id = uuid::Uuid::new_v4().to_string();
-        let audience = Audience {
-            target: target.clone(),
-            platforms: platforms.to_vec(),
-        };
-        let insert = format!(
-            "INSERT INTO push_messages (id, push_type, payload, context_id, created_ms, \
-             {AUDIENCE_COLUMNS}, expanded_through, expanded, turn_ms) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, '', 0, $5)"
-        );
-        let query = sqlx::query(&insert)
-            .bind(message_id.clone())
-            .bind(i64::from(message.push_type.as_u8()))
-            .bind(message.payload.clone())
-            .bind(message.context_id.clone())
-            .bind(now_ms);
-        audience.bind(query).execute(&self.pool).await?;
-        Ok(Enqueued {
-            message_id: Some(message_id),
-            deliveries: u64::try_from(deliveries).unwrap_or(0),
-        })
+        tx.commit().await?;
+        Ok(ids)
     }
 
     /// Claims up to `limit` due deliveries for `lease`, the soonest due first.

@@ -22,7 +22,10 @@ use std::time::Duration;
 use sqlx::any::{AnyPoolOptions, AnyQueryResult};
 use sqlx::AnyPool;
 
-pub use deliveries::{ClaimedDelivery, ClaimedDevice, Deliveries, Enqueued, PendingCount};
+pub use deliveries::{
+    ClaimedDelivery, ClaimedDevice, Deliveries, Enqueued, NewPush, PendingCount,
+    MAX_PUSHES_PER_INSERT,
+};
 pub use fan_out::{ClaimedBatch, FinishedBatch, Pending};
 pub use installations::{Installation, Installations, SecretCheck};
 pub use leased::{RetryPlan, RowKey};
@@ -61,6 +64,8 @@ pub enum StoreError {
     },
     #[error("corrupt row: {0}")]
     Corrupt(String),
+    #[error("storing pushes: {0}")]
+    Batch(String),
 }
 
 /// The connection pool; its handles do the work.

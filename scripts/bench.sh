@@ -23,6 +23,8 @@
 # PUSH_ORG_REGISTER=local (the default) A's devices are registered with the /send key and ids
 # already prefixed as the relay prefixes them, because the relay counts the installation's devices
 # on every registration; `relay` registers them with A's token. Results: push-org-<db>.json.
+# One organization run at the default sizes took about 5 minutes on SQLite here (100 s of it
+# registering).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -334,6 +336,7 @@ for db in ("sqlite", "postgres"):
         f"{d['org_pushes']} pushes: accept p99 {ms(acc.get('p99'))} ms, max {ms(acc.get('max'))} ms; "
         f"first push -> last delivery {ld['first_push_to_last_delivery_seconds']:.1f} s "
         f"({ld['deliveries_per_second']} deliveries/s, {ld['seconds_per_push']} s per push; first push alone {ld['first_push_seconds']} s); "
+        f"last delivery by provider FCM / APNs / Web Push {' / '.join(str((ld.get('by_provider') or {}).get(p, {}).get('first_push_to_last_delivery_seconds')) for p in ('fcm', 'apns', 'webpush'))} s; "
         f"baseline {b.get('seconds')} s for one push's deliveries, ratio {d.get('seconds_per_push_over_baseline')} per push, {d.get('first_push_over_baseline')} first push; "
         f"{dl['delivered']} of {dl['expected']} delivered, {dl['missing']} missing, {dl['duplicate']} duplicate, {dl['unexpected']} unexpected; "
         f"server peak RSS {d['server_rss_peak_kib'] / 1024:.1f} MiB"))

@@ -35,8 +35,8 @@
 //! was not accepted) unexpected.
 //!
 //! The JSON has the idle and load phases (B's accept and send → provider latencies, the ratio of
-//! B's p99 under load to idle), each org push's accept time and last delivery, the deliveries by
-//! provider, the server's CPU per phase and resident memory (start, after registering, at the
+//! B's p99 under load to idle), each org push's accept time, send → provider of its deliveries
+//! and its last delivery, each provider's last delivery, the deliveries by provider, the server's CPU per phase and resident memory (start, after registering, at the
 //! end of the load, end, peak `VmHWM`), the baseline, and `targets`: org push accept p99 under
 //! 1 s, B's p99 within 3× idle, nothing lost.
 //!
@@ -386,10 +386,13 @@ async fn register(
 
 /// What the fakes' live feeds showed.
 struct Feed {
-    /// Per org push: deliveries seen, and the last one's arrival (unix ns).
-    per_push: Vec<(u64, u64)>,
-    /// A's deliveries seen, by provider.
+    /// Per org push: deliveries seen, the last one's arrival (unix ns), and send → provider
+    /// of each delivery (whether a push's deliveries come out together or spread over the run).
+    per_push: Vec<(u64, u64, Histogram<u64>)>,
+    /// A's deliveries seen, and the last one's arrival, by provider: one slow provider holds
+    /// up the last delivery of every push.
     a_by_provider: [u64; 3],
+    a_last_by_provider: [u64; 3],
     a_seen: u64,
     a_last: u64,
     /// B's deliveries: (j, sent, arrived), unix ns.
@@ -403,8 +406,9 @@ struct Feed {
 impl Feed {
     fn new(pushes: u64) -> Self {
         Feed {
-            per_push: vec![(0, 0); usize::try_from(pushes).unwrap_or(0)],
+            per_push: (0..pushes).map(|_| (0, 0, stats::histogram())).collect(),
             a_by_provider: [0; 3],
+            a_last_by_provider: [0; 3],
             a_seen: 0,
             a_last: 0,
             b: Vec::new(),
@@ -419,14 +423,18 @@ impl Feed {
         match message_marker(body) {
             Some((WARMUP_SEQ, _)) => self.warmups += 1,
             Some((seq, sent)) if seq >= B_SEQ_BASE => self.b.push((seq - B_SEQ_BASE, sent, now)),
-            Some((seq, _)) => match usize::try_from(seq)
+            Some((seq, sent)) => match usize::try_from(seq)
                 .ok()
                 .and_then(|s| self.per_push.get_mut(s))
             {
                 Some(slot) => {
                     slot.0 += 1;
                     slot.1 = slot.1.max(now);
+                    slot.2
+                        .saturating_record(now.saturating_sub(sent).div_ceil(1000).max(1));
                     self.a_by_provider[provider.index()] += 1;
+                    let last = &mut self.a_last_by_provider[provider.index()];
+                    *last = (*last).max(now);
                     self.a_seen += 1;
                     self.a_last = self.a_last.max(now);
                 }
@@ -1077,16 +1085,17 @@ pub async fn run(cli: Cli) -> Result<()> {
         .iter()
         .zip(&org_sent)
         .zip(&org_accept_ms)
-        .map(|((&(count, last), &sent), &accept_ms)| {
+        .map(|((&(count, last, ref latency), &sent), &accept_ms)| {
             json!({
                 "accept_ms": accept_ms,
                 "deliveries_seen": count,
                 "last_delivery_seconds": (count > 0)
                     .then(|| round(last.saturating_sub(sent) as f64 / 1e9, 3)),
+                "delivery_latency_us": stats::summary(latency),
             })
         })
         .collect();
-    let first_push_seconds = feed.per_push.first().and_then(|&(count, last)| {
+    let first_push_seconds = feed.per_push.first().and_then(|&(count, last, _)| {
         (count >= n as u64).then(|| last.saturating_sub(first_sent) as f64 / 1e9)
     });
     // The pushes' deliveries overlap in the queue, so the first push's own time includes
@@ -1094,6 +1103,22 @@ pub async fn run(cli: Cli) -> Result<()> {
     let seconds_per_push =
         (a_done_exact || a_delivered >= expected_a).then(|| to_last / args.org_pushes as f64);
 
+    let mut by_provider = Map::new();
+    for p in Provider::ALL {
+        let (seen, last) = (
+            feed.a_by_provider[p.index()],
+            feed.a_last_by_provider[p.index()],
+        );
+        by_provider.insert(
+            p.name().into(),
+            json!({
+                "org_deliveries_seen": seen,
+                "first_push_to_last_delivery_seconds": (seen > 0)
+                    .then(|| round(last.saturating_sub(first_sent) as f64 / 1e9, 3)),
+            }),
+        );
+    }
+    let by_provider = Value::Object(by_provider);
     let missing = tally.missing();
     let duplicates = Tally::sum(&tally.duplicates);
     let unexpected = Tally::sum(&tally.unexpected);
@@ -1171,6 +1196,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             json!(seconds_per_push.map(|s| round(s, 3))),
         ),
         ("per_push", json!(per_push)),
+        ("by_provider", by_provider),
         ("b_p99_ratio_to_idle", json!(b_ratio)),
         ("server_cpu_seconds", json!(cpu_load)),
         (
@@ -1229,6 +1255,29 @@ pub async fn run(cli: Cli) -> Result<()> {
             out["load"]["deliveries_per_second"],
             out["load"]["seconds_per_push"],
             first_push_seconds.map_or("-".into(), |s| format!("{s:.2} s"))
+        ),
+        format!(
+            "each org push's deliveries, send -> provider p50 / p99 / max (s): {}",
+            feed.per_push
+                .iter()
+                .map(|(_, _, h)| if h.is_empty() {
+                    "-".to_owned()
+                } else {
+                    format!(
+                        "{:.1} / {:.1} / {:.1}",
+                        h.value_at_quantile(0.5) as f64 / 1e6,
+                        h.value_at_quantile(0.99) as f64 / 1e6,
+                        h.max() as f64 / 1e6
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        format!(
+            "first org push -> last delivery by provider: FCM {} s, APNs {} s, Web Push {} s",
+            out["load"]["by_provider"]["fcm"]["first_push_to_last_delivery_seconds"],
+            out["load"]["by_provider"]["apns"]["first_push_to_last_delivery_seconds"],
+            out["load"]["by_provider"]["webpush"]["first_push_to_last_delivery_seconds"]
         ),
         format!(
             "load: B {} pushes, send -> provider {}; p99 ratio to idle {}",

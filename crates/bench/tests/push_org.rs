@@ -171,6 +171,11 @@ fn assert_all_delivered(result: &Value, register: &str) {
     );
     assert_eq!(u(&load["org_accept_latency_us"], "count"), ORG_PUSHES);
     assert!(load["first_push_seconds"].as_f64().is_some(), "{result}");
+    let by_provider: u64 = ["fcm", "apns", "webpush"]
+        .iter()
+        .map(|p| u(&load["by_provider"][p], "org_deliveries_seen"))
+        .sum();
+    assert_eq!(by_provider, ORG_PUSHES * ORG_DEVICES, "{result}");
     let deliveries = &result["deliveries"];
     let idle = &result["idle"];
     assert!(u(idle, "b_sent") > 0, "{result}");

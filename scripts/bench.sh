@@ -5,11 +5,26 @@
 # printed at the end. Loopback only; every run is bounded in time. Takes about 5 minutes.
 #
 #   scripts/bench.sh            # everything
-#   scripts/bench.sh idle churn # some figures: idle unicast fanout throughput churn push
+#   scripts/bench.sh idle churn # some figures: idle unicast fanout throughput churn push push-org
+#   PUSH_DBS=sqlite scripts/bench.sh push-org   # the organization runs alone, on SQLite only
 #
-# `push` runs the push gateway against an in-process fake FCM twice: on the default SQLite
-# database (a fresh file) and on PostgreSQL (a fresh database created with psql on
-# $PG_HOST:$PG_PORT as $PG_USER, dropped afterwards; skipped when psql is missing).
+# `push` runs the push gateway against an in-process fake FCM on the default SQLite database (a
+# fresh file) and on PostgreSQL (a fresh database created with psql on $PG_HOST:$PG_PORT as
+# $PG_USER, dropped afterwards; skipped when psql is missing), then the organization runs below
+# on each. $PUSH_DBS picks the databases (default "sqlite postgres").
+#
+# The organization runs (`push-org` alone, or after the rest of `push`): the bench hosts fake
+# FCM, APNs and Web Push and writes the server's files and variables (server.env); two relay
+# installations are created with `pushwarden installation create` on the fresh database before
+# the server starts, with the relay's per-installation limits raised. Installation A registers
+# $PUSH_ORG_DEVICES devices (half Android, 30 % iOS, 20 % Web Push) in one organization and sends
+# $PUSH_ORG_PUSHES organization pushes; installation B's single-device pushes, $PUSH_ORG_B_RATE per
+# second, give send -> provider alone ($PUSH_ORG_IDLE) and while A's pushes are delivered. With
+# PUSH_ORG_REGISTER=local (the default) A's devices are registered with the /send key and ids
+# already prefixed as the relay prefixes them, because the relay counts the installation's devices
+# on every registration; `relay` registers them with A's token. Results: push-org-<db>.json.
+# One organization run at the default sizes took about 5 minutes on SQLite here (100 s of it
+# registering).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,11 +39,20 @@ PUSH_USERS=${PUSH_USERS:-100}
 PUSH_SENDS=${PUSH_SENDS:-5000}
 PUSH_RATE=${PUSH_RATE:-100}    # /push/send per second in the latency run,
 PUSH_RATE_SENDS=${PUSH_RATE_SENDS:-2000}  # for 20 s
+PUSH_DBS=${PUSH_DBS:-sqlite postgres}
+PUSH_ORG_DEVICES=${PUSH_ORG_DEVICES:-100000}
+PUSH_ORG_PUSHES=${PUSH_ORG_PUSHES:-5}
+PUSH_ORG_REGISTER=${PUSH_ORG_REGISTER:-local}  # or relay
+PUSH_ORG_B_RATE=${PUSH_ORG_B_RATE:-20}  # B's single-device pushes per second,
+PUSH_ORG_IDLE=${PUSH_ORG_IDLE:-10s}     # alone for this long, then during A's pushes
 PG_HOST=${PG_HOST:-127.0.0.1}
 PG_PORT=${PG_PORT:-5432}
 PG_USER=${PG_USER:-postgres}
 figures=("$@")
 [ ${#figures[@]} -eq 0 ] && figures=(idle unicast fanout throughput churn push)
+for db in $PUSH_DBS; do
+    case $db in sqlite | postgres) ;; *) echo "PUSH_DBS: unknown database $db" >&2; exit 2 ;; esac
+done
 
 cargo build --release --locked -p pushwarden -p pushwarden-bench >&2
 SERVER=target/release/pushwarden
@@ -144,6 +168,72 @@ push_figure() {
     done
 }
 
+# push_org_run DB: the organization run on a fresh database of kind DB, result in
+# $OUT/push-org-DB.json. The bench starts first (it hosts the fakes and writes server.env, the
+# server's variables for them); the installations are created before the server starts.
+push_org_run() {
+    local db=$1 env=()
+    if [ "$db" = postgres ]; then
+        pg_db="pushwarden_bench_$$"
+        psql_admin -c "DROP DATABASE IF EXISTS $pg_db" -c "CREATE DATABASE $pg_db" >&2
+        env+=(PUSHWARDEN_DATABASE_URL="postgres://$PG_USER@$PG_HOST:$PG_PORT/$pg_db")
+    else
+        rm -rf "$work/push-data"
+        env+=(PUSHWARDEN_DATA_DIR="$work/push-data")
+    fi
+    local dir="$work/push-org"
+    rm -rf "$dir" "$work/server.pid"
+    mkdir -p "$dir"
+    local i
+    for i in a b; do
+        # Prints `id:  …` and `key: …`, which the bench reads; the file stays in $work.
+        if ! env PUSHWARDEN_DATA_DIR="$work/data" "${env[@]}" "$SERVER" installation create \
+            --email "bench-$i@example.com" >"$dir/installation-$i.txt" 2>"$dir/installation.err"; then
+            cat "$dir/installation.err" >&2
+            exit 1
+        fi
+    done
+    "$BENCH" push-org --url "http://127.0.0.1:$PORT" --send-key bench-key --dir "$dir/files" \
+        --installation-a "$dir/installation-a.txt" --installation-b "$dir/installation-b.txt" \
+        --server-pid-file "$work/server.pid" --org-devices "$PUSH_ORG_DEVICES" \
+        --org-pushes "$PUSH_ORG_PUSHES" --org-register "$PUSH_ORG_REGISTER" \
+        --b-rate "$PUSH_ORG_B_RATE" --idle "$PUSH_ORG_IDLE" --ready-timeout 60s \
+        >"$OUT/push-org-$db.json" &
+    bench_pid=$!
+    for _ in $(seq 600); do
+        [ -s "$dir/files/server.env" ] && break
+        kill -0 "$bench_pid" 2>/dev/null || break
+        sleep 0.05
+    done
+    if [ ! -s "$dir/files/server.env" ]; then
+        echo "the push-org bench did not write $dir/files/server.env" >&2
+        exit 1
+    fi
+    local fakes_env
+    mapfile -t fakes_env <"$dir/files/server.env"
+    # The relay's per-installation limits (600 requests and 1,200 pushes a minute, 100,000
+    # devices) would stop the bench long before it measures anything.
+    start_server "${fakes_env[@]}" PUSHWARDEN_RELAY_REQUESTS_PER_MINUTE=1000000000 \
+        PUSHWARDEN_RELAY_PUSHES_PER_MINUTE=1000000000 PUSHWARDEN_RELAY_MAX_REGISTRATIONS=1000000000 \
+        "${env[@]}"
+    wait "$bench_pid"
+    bench_pid=""
+    stop_server
+    drop_pg_db
+}
+
+# The databases of $PUSH_DBS that can be used here.
+push_dbs() {
+    local db
+    for db in $PUSH_DBS; do
+        if [ "$db" = postgres ] && ! command -v psql >/dev/null; then
+            echo "psql not found: the PostgreSQL half of the push figures is skipped" >&2
+            continue
+        fi
+        echo "$db"
+    done
+}
+
 for figure in "${figures[@]}"; do
     echo "== $figure" >&2
     case $figure in
@@ -181,16 +271,15 @@ for figure in "${figures[@]}"; do
             --rsa-private-key "$work/rsa.pem" --processes 2 --tokens 4000 >"$OUT/churn-rs256.json"
         stop_server
         ;;
-    push)
-        push_figure sqlite
-        if command -v psql >/dev/null; then
-            push_figure postgres
-        else
-            echo "psql not found: the PostgreSQL half of the push figure is skipped" >&2
+    push | push-org)
+        dbs=$(push_dbs)
+        if [ "$figure" = push ]; then
+            for db in $dbs; do push_figure "$db"; done
         fi
+        for db in $dbs; do push_org_run "$db"; done
         ;;
     *)
-        echo "unknown figure $figure (idle unicast fanout throughput churn push)" >&2
+        echo "unknown figure $figure (idle unicast fanout throughput churn push push-org)" >&2
         exit 2
         ;;
     esac
@@ -236,6 +325,25 @@ for db in ("sqlite", "postgres"):
         rows.append((f"push gateway ({db}), {r['target_rate']:.0f} /push/send per second",
             f"accept p50 {a['p50']/1000:.1f} ms, p99 {a['p99']/1000:.1f} ms; send -> provider p50 {l['p50']/1000:.1f} ms, p99 {l['p99']/1000:.1f} ms; "
             f"{r['deliveries']} of {r['deliveries_expected']} delivered, {r['deliveries_missing']} missing"))
+for db in ("sqlite", "postgres"):
+    d = load(f"push-org-{db}.json")
+    if not d:
+        continue
+    ld, dl, b = d["load"], d["deliveries"], d.get("baseline") or {}
+    acc = ld["org_accept_latency_us"] or {}
+    ms = lambda us: f"{us/1000:.1f}" if us is not None else "-"
+    rows.append((f"organization push, {d['org_devices']:,} devices ({db})",
+        f"{d['org_pushes']} pushes: accept p99 {ms(acc.get('p99'))} ms, max {ms(acc.get('max'))} ms; "
+        f"first push -> last delivery {ld['first_push_to_last_delivery_seconds']:.1f} s "
+        f"({ld['deliveries_per_second']} deliveries/s, {ld['seconds_per_push']} s per push; first push alone {ld['first_push_seconds']} s); "
+        f"last delivery by provider FCM / APNs / Web Push {' / '.join(str((ld.get('by_provider') or {}).get(p, {}).get('first_push_to_last_delivery_seconds')) for p in ('fcm', 'apns', 'webpush'))} s; "
+        f"baseline {b.get('seconds')} s for one push's deliveries, ratio {d.get('seconds_per_push_over_baseline')} per push, {d.get('first_push_over_baseline')} first push; "
+        f"{dl['delivered']} of {dl['expected']} delivered, {dl['missing']} missing, {dl['duplicate']} duplicate, {dl['unexpected']} unexpected; "
+        f"server peak RSS {d['server_rss_peak_kib'] / 1024:.1f} MiB"))
+    il, ll = d["idle"]["b_delivery_latency_us"] or {}, ld["b_delivery_latency_us"] or {}
+    rows.append((f"another installation's pushes during it ({db})",
+        f"send -> provider p50/p99/max idle {ms(il.get('p50'))} / {ms(il.get('p99'))} / {ms(il.get('max'))} ms, "
+        f"under load {ms(ll.get('p50'))} / {ms(ll.get('p99'))} / {ms(ll.get('max'))} ms; p99 ratio {ld['b_p99_ratio_to_idle']} (target <= 3)"))
 print("| figure | measured |\n|---|---|")
 for k, v in rows:
     print(f"| {k} | {v} |")

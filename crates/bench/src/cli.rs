@@ -130,6 +130,13 @@ pub enum Mode {
     /// i mod U, and send s goes to user s mod U. -n, --processes and the token options do not
     /// apply.
     Push(PushArgs),
+    /// Organization-wide pushes through the relay, and fairness between installations: the
+    /// bench hosts fake FCM, APNs and Web Push and writes what the server needs into --dir
+    /// (`server.env` last); installation A registers --org-devices devices in one
+    /// organization (mixed platforms) and sends --org-pushes organization pushes, while
+    /// installation B's single-device pushes measure send -> provider before and during them.
+    /// The result is checked delivery by delivery and set against the provider clients alone.
+    PushOrg(PushOrgArgs),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -269,6 +276,78 @@ pub struct PushArgs {
     pub server_pid_file: Option<PathBuf>,
 }
 
+/// How installation A's organization devices are registered.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OrgRegister {
+    /// Each device with A's installation token, as a relayed vault server registers them.
+    Relay,
+    /// With the `/send` key (--send-key), the ids already carrying A's prefix, so the rows are
+    /// the relay's but for their owner: the relay's per-registration count of the
+    /// installation's devices is skipped. The pushes still go through the relay.
+    Local,
+}
+
+/// The organization push benchmark (see [`Mode::PushOrg`]).
+#[derive(Args, Debug, Clone)]
+pub struct PushOrgArgs {
+    /// Directory for the files the server reads: the FCM service account, the APNs key, the
+    /// VAPID key, and `server.env` (the server's variables, one `NAME=value` a line), which
+    /// is written last.
+    #[arg(long)]
+    pub dir: PathBuf,
+    /// Where the fake FCM (and its OAuth token endpoint) listens.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub fcm_listen: SocketAddr,
+    /// Where the fake APNs listens.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub apns_listen: SocketAddr,
+    /// Where the fake Web Push service listens.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub webpush_listen: SocketAddr,
+    /// Installation A (the organization's), as `pushwarden installation create` printed it
+    /// (`id:  …` and `key: …` lines).
+    #[arg(long)]
+    pub installation_a: PathBuf,
+    /// Installation B (the single-device pushes), likewise.
+    #[arg(long)]
+    pub installation_b: PathBuf,
+    /// Devices in A's organization: 50 % Android (FCM), 30 % iOS (APNs), 20 % Web Push.
+    #[arg(long, default_value_t = 100_000)]
+    pub org_devices: usize,
+    /// Organization pushes A sends, one after another (each answered before the next).
+    #[arg(long, default_value_t = 5)]
+    pub org_pushes: u64,
+    /// How A's devices are registered.
+    #[arg(long, value_enum, default_value_t = OrgRegister::Local)]
+    pub org_register: OrgRegister,
+    /// B's devices, each its own user, taking the platforms in turn (FCM, APNs, Web Push).
+    #[arg(long, default_value_t = 3)]
+    pub b_devices: usize,
+    /// B's single-device pushes per second, in both phases.
+    #[arg(long, default_value_t = 20.0)]
+    pub b_rate: f64,
+    /// How long B pushes alone before A's first organization push (the idle figure).
+    #[arg(long, value_parser = duration, default_value = "10s")]
+    pub idle: Duration,
+    /// `/push/register` requests in flight at most.
+    #[arg(long, default_value_t = 32)]
+    pub register_concurrency: usize,
+    /// Deliveries in flight per provider in the baseline (the server's default
+    /// PUSHWARDEN_PUSH_CONCURRENCY is 64).
+    #[arg(long, default_value_t = 64)]
+    pub baseline_concurrency: usize,
+    /// Skip the baseline.
+    #[arg(long)]
+    pub no_baseline: bool,
+    /// After the last organization push is answered, wait at most this long for its
+    /// deliveries.
+    #[arg(long, value_parser = duration, default_value = "600s")]
+    pub drain: Duration,
+    /// Read the server's pid from this file once the server answers.
+    #[arg(long)]
+    pub server_pid_file: Option<PathBuf>,
+}
+
 impl Cli {
     /// Connection indices of this process: `[start, end)` of `0..connections`.
     pub fn share(&self) -> (usize, usize) {
@@ -291,6 +370,8 @@ impl Cli {
             Mode::Raw(a) => a.fan.duration + a.fan.drain + a.fan.notification_timeout,
             Mode::Churn(a) => a.duration + Duration::from_secs(35),
             Mode::Push(a) => a.drain + Duration::from_secs(600),
+            // Registering 100,000 devices over HTTP takes minutes.
+            Mode::PushOrg(a) => a.drain + a.idle + Duration::from_secs(3600),
         };
         c.ready_timeout + body + Duration::from_secs(60)
     }
@@ -303,6 +384,7 @@ impl Cli {
             Mode::Churn(_) => "churn",
             Mode::Raw(_) => "raw",
             Mode::Push(_) => "push",
+            Mode::PushOrg(_) => "push-org",
         }
     }
 

@@ -743,7 +743,9 @@ pub async fn run(cli: Cli) -> Result<()> {
                 .await?,
             );
         }
-        Mode::Push(_) => bail!("the push mode runs on its own (push::run)"),
+        Mode::Push(_) | Mode::PushOrg(_) => {
+            bail!("the push modes run on their own (push::run, push_org::run)")
+        }
         Mode::Churn(args) => {
             workers.tell("go").await;
             window_started = Instant::now();

@@ -1,5 +1,5 @@
 //! `pushwarden-bench`: a load generator for SignalR hubs, built on the project's own client,
-//! and for the push gateway (`push`, [`push`]).
+//! and for the push gateway (`push`, [`push`]; `push-org`, [`push_org`]).
 //!
 //! The parent process starts `--processes` copies of itself as workers; each opens its share
 //! of the connections (one task per connection) and reports JSON lines on stdout; the parent
@@ -10,6 +10,7 @@ mod coordinator;
 mod ids;
 mod marker;
 mod push;
+mod push_org;
 mod raw;
 mod stats;
 mod worker;
@@ -36,6 +37,8 @@ fn main() {
             worker::run(cli).await
         } else if let cli::Mode::Push(_) = cli.mode {
             push::run(cli).await
+        } else if let cli::Mode::PushOrg(_) = cli.mode {
+            push_org::run(cli).await
         } else {
             coordinator::run(cli).await
         }

@@ -41,28 +41,28 @@ use crate::stats::{self, ErrorCounts};
 use crate::{ids, marker};
 
 /// The warm-up push's sequence number; never one of the measured ones.
-const WARMUP_SEQ: u64 = 9_999_999_999;
+pub(crate) const WARMUP_SEQ: u64 = 9_999_999_999;
 /// The `identifier` of the (imaginary) device that caused each push, as a vault server sends
 /// it: the server excludes that device, which is none of ours.
-const SENDER_IDENTIFIER: &str = "bench-sender";
+pub(crate) const SENDER_IDENTIFIER: &str = "bench-sender";
 /// `SyncVault`.
-const PUSH_TYPE: u8 = 5;
+pub(crate) const PUSH_TYPE: u8 = 5;
 const TOKEN_PREFIX: &str = "bench-fcm-";
 /// Real FCM registration tokens are about 160 characters.
 const TOKEN_PADDING: &str = "APA91bHPRgkFLJu6dJ6FS7m0BkGlXIJo2nEZ8CLbOj0OHkqJ2HcT9uDh4W3zv8QfLp1rXsYtKe5nM9aVb7cUwR0dTgH3jNiO6lSyZfB2xAqC4kE8mP1oDrW5uI9tG7hJ3vL0nKsYbXzQaFeMcV";
 
 /// FCM token of device `i`.
-pub fn fcm_token(i: usize) -> String {
+pub(crate) fn fcm_token(i: usize) -> String {
     format!("{TOKEN_PREFIX}{i:08}:{TOKEN_PADDING}")
 }
 
 /// The device an FCM token of [`fcm_token`] belongs to.
-fn device_of_token(token: &str) -> Option<usize> {
+pub(crate) fn device_of_token(token: &str) -> Option<usize> {
     token.strip_prefix(TOKEN_PREFIX)?.get(..8)?.parse().ok()
 }
 
 /// Device `i`'s id, a GUID like the vault server's.
-fn device_id(i: usize) -> String {
+pub(crate) fn device_id(i: usize) -> String {
     format!("00000000-0000-4000-a000-{i:012x}")
 }
 
@@ -96,9 +96,10 @@ fn payload(user: usize, seq: u64, nanos: u64) -> Value {
     json!({"userId": ids::user_id(user), "bench": marker::context_id(seq, nanos)})
 }
 
-/// The marker in an FCM message the server (or the baseline) sent: `data.payload` holds the
-/// payload as JSON text.
-fn message_marker(message: &Value) -> Option<(u64, u64)> {
+/// The marker in a message the server (or the baseline) sent: `data.payload` holds the payload
+/// as JSON text in all three bodies the fakes record (FCM's `message`, the APNs body, the
+/// decrypted Web Push body).
+pub(crate) fn message_marker(message: &Value) -> Option<(u64, u64)> {
     let text = message.get("data")?.get("payload")?.as_str()?;
     let mut found = None;
     marker::find_all(text.as_bytes(), |m| {
@@ -110,7 +111,7 @@ fn message_marker(message: &Value) -> Option<(u64, u64)> {
 }
 
 /// `scheme://host:port` of `--url` (a hub URL works too).
-fn origin(url: &str) -> Result<String> {
+pub(crate) fn origin(url: &str) -> Result<String> {
     let parsed = url::Url::parse(url).with_context(|| format!("--url {url:?}"))?;
     let scheme = match parsed.scheme() {
         "ws" => "http",
@@ -126,7 +127,7 @@ fn origin(url: &str) -> Result<String> {
 
 /// Writes `content` to `path` through a temporary file, so nobody reads half of it. The file is
 /// readable by its owner only: pushwarden refuses a service account others may read.
-fn write_atomically(path: &Path, content: &str) -> Result<()> {
+pub(crate) fn write_atomically(path: &Path, content: &str) -> Result<()> {
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(".tmp");
     let _ = std::fs::remove_file(&tmp);
@@ -142,12 +143,12 @@ fn write_atomically(path: &Path, content: &str) -> Result<()> {
     Ok(())
 }
 
-fn round(x: f64, digits: i32) -> f64 {
+pub(crate) fn round(x: f64, digits: i32) -> f64 {
     let p = 10f64.powi(digits);
     (x * p).round() / p
 }
 
-fn per(numerator: f64, denominator: f64) -> Value {
+pub(crate) fn per(numerator: f64, denominator: f64) -> Value {
     if denominator > 0.0 && numerator.is_finite() {
         json!(round(numerator / denominator, 3))
     } else {
@@ -156,15 +157,15 @@ fn per(numerator: f64, denominator: f64) -> Value {
 }
 
 /// The server's push API.
-struct Api {
-    http: reqwest::Client,
-    base: String,
-    key: Option<String>,
+pub(crate) struct Api {
+    pub(crate) http: reqwest::Client,
+    pub(crate) base: String,
+    pub(crate) key: Option<String>,
 }
 
 impl Api {
     /// POSTs a JSON body; the answer's JSON, or why not.
-    async fn post(&self, path: &str, body: &Value) -> Result<Value, String> {
+    pub(crate) async fn post(&self, path: &str, body: &Value) -> Result<Value, String> {
         let mut request = self
             .http
             .post(format!("{}{path}", self.base))
@@ -184,7 +185,7 @@ impl Api {
     }
 
     /// Waits until `GET /alive` answers 200.
-    async fn wait_alive(&self, limit: Duration) -> Result<()> {
+    pub(crate) async fn wait_alive(&self, limit: Duration) -> Result<()> {
         let deadline = Instant::now() + limit;
         loop {
             let answer = self
@@ -204,7 +205,7 @@ impl Api {
     }
 
     /// `pendingDeliveries` of `GET /health`.
-    async fn pending(&self) -> Option<u64> {
+    pub(crate) async fn pending(&self) -> Option<u64> {
         let answer = self
             .http
             .get(format!("{}/health", self.base))
@@ -547,7 +548,7 @@ async fn baseline(args: &PushArgs, layout: Layout) -> Result<Value> {
 }
 
 /// Reads the server's pid from `path`, waiting a little for the file to appear.
-async fn read_pid_file(path: &Path) -> Option<u32> {
+pub(crate) async fn read_pid_file(path: &Path) -> Option<u32> {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         if let Some(pid) = std::fs::read_to_string(path)

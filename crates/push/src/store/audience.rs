@@ -246,6 +246,22 @@ impl Walk {
         query.bind(i64::from(limit))
     }
 
+    /// Binds values for a padding copy of this walk, which matches nothing (its recipient is
+    /// NULL, and `= NULL` is never true).
+    pub fn bind_nothing<'q>(&self, mut query: AnyQuery<'q>) -> AnyQuery<'q> {
+        for b in &self.filter.binds {
+            query = match b {
+                Bind::Text(_) => query.bind(None::<String>),
+                Bind::Int(_) => query.bind(None::<i64>),
+            };
+        }
+        query = query.bind(None::<String>);
+        if self.bounded {
+            query = query.bind(None::<String>);
+        }
+        query.bind(0_i64)
+    }
+
     /// One statement running every walk of `walks`.
     pub fn union(walks: &[Walk]) -> String {
         walks

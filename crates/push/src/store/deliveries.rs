@@ -153,7 +153,10 @@ impl Deliveries {
         let mut ids = Vec::with_capacity(pushes.len());
         let mut tx = self.pool.begin().await?;
         for chunk in pushes.chunks(MAX_PUSHES_PER_INSERT) {
-            let values = (0..chunk.len())
+            // Padded to a bucket size with rows that are filtered out, so the database plans a
+            // few statements, once.
+            let rows = super::fan_out::bucket(chunk.len());
+            let values = (0..rows)
                 .map(|i| {
                     let n = 1 + 10 * i;
                     format!(
@@ -175,23 +178,37 @@ impl Deliveries {
                 .join(", ");
             let insert = format!(
                 "INSERT INTO push_messages (id, push_type, payload, context_id, created_ms, \
-                 {AUDIENCE_COLUMNS}, expanded_through, expanded, turn_ms) VALUES {values}"
+                 {AUDIENCE_COLUMNS}, expanded_through, expanded, turn_ms) \
+                 SELECT * FROM (VALUES {values}) AS v WHERE v.column1 IS NOT NULL"
             );
             let mut query = sqlx::query(&insert);
             for push in chunk {
                 let id = uuid::Uuid::new_v4().to_string();
                 query = query
-                    .bind(id.clone())
-                    .bind(i64::from(push.message.push_type.as_u8()))
-                    .bind(push.message.payload.clone())
+                    .bind(Some(id.clone()))
+                    .bind(Some(i64::from(push.message.push_type.as_u8())))
+                    .bind(Some(push.message.payload.clone()))
                     .bind(push.message.context_id.clone())
-                    .bind(push.now_ms);
+                    .bind(Some(push.now_ms));
                 let audience = Audience {
                     target: push.target.clone(),
                     platforms: push.platforms.clone(),
                 };
                 query = audience.bind(query);
                 ids.push(id);
+            }
+            for _ in chunk.len()..rows {
+                query = query
+                    .bind(None::<String>)
+                    .bind(None::<i64>)
+                    .bind(None::<String>)
+                    .bind(None::<String>)
+                    .bind(None::<i64>)
+                    .bind(None::<String>)
+                    .bind(None::<String>)
+                    .bind(None::<String>)
+                    .bind(None::<i64>)
+                    .bind(None::<String>);
             }
             query.execute(&mut *tx).await?;
         }

@@ -149,18 +149,23 @@ impl Deliveries {
         // take it all from the small ones behind it; but never a sliver, which would cost a
         // batch per handful of devices (the round takes no more pushes than that allows).
         let take = (budget / pushes.len() as u32).clamp(MIN_SHARE.min(max_batch), max_batch);
-        // Every push's next devices in one statement.
-        let mut walks = Vec::with_capacity(pushes.len());
+        // Every push's next devices in one statement, padded to a bucket size with copies of
+        // the first walk that match nothing.
+        let mut walks = Vec::with_capacity(bucket(pushes.len()));
         let mut first = 1;
-        for (tag, push) in pushes.iter().enumerate() {
+        for tag in 0..bucket(pushes.len()) {
+            let push = pushes.get(tag).unwrap_or(&pushes[0]);
             let walk = Walk::new(&push.audience, false, first, tag);
             first = walk.next_placeholder();
             walks.push(walk);
         }
         let sql = Walk::union(&walks);
         let mut query = sqlx::query(&sql);
-        for (walk, push) in walks.iter().zip(&pushes) {
-            query = walk.bind(query, &push.expanded_through, None, take);
+        for (tag, walk) in walks.iter().enumerate() {
+            query = match pushes.get(tag) {
+                Some(push) => walk.bind(query, &push.expanded_through, None, take),
+                None => walk.bind_nothing(query),
+            };
         }
         let rows = query.fetch_all(&mut *tx).await?;
         let mut found: Vec<Vec<AnyRow>> = pushes.iter().map(|_| Vec::new()).collect();
@@ -190,8 +195,10 @@ impl Deliveries {
                 });
             }
         }
-        // Every push's cursor moved, and its turn taken, in one statement.
-        let values = (0..moved.len())
+        // Every push's cursor moved, and its turn taken, in one statement (padded to a bucket
+        // size with rows that match nothing, so the database plans a few statements, once).
+        let rows = bucket(moved.len());
+        let values = (0..rows)
             .map(|i| format!("(${}, ${}, ${})", 2 + 3 * i, 3 + 3 * i, 4 + 3 * i))
             .collect::<Vec<_>>()
             .join(", ");
@@ -200,35 +207,46 @@ impl Deliveries {
              turn_ms = $1 FROM (VALUES {values}) AS v WHERE push_messages.id = v.column1"
         );
         let mut query = sqlx::query(&sql).bind(now_ms);
+        let padding = rows - moved.len();
         for (id, through, done) in moved {
-            query = query.bind(id).bind(through).bind(done);
+            query = query.bind(Some(id)).bind(Some(through)).bind(Some(done));
+        }
+        for _ in 0..padding {
+            query = query
+                .bind(None::<String>)
+                .bind(None::<String>)
+                .bind(None::<i64>);
         }
         query.execute(&mut *tx).await?;
-        for chunk in batches.chunks(MAX_BINDS / 4) {
-            let values = (0..chunk.len())
-                .map(|i| {
-                    format!(
-                        "(${}, ${}, ${}, $1, $2, $3)",
-                        4 + 3 * i,
-                        5 + 3 * i,
-                        6 + 3 * i
-                    )
-                })
+        // One statement for every batch (at most MAX_PUSHES_PER_ROUND), padded like the
+        // update above; the padding rows are filtered out.
+        if !batches.is_empty() {
+            let rows = bucket(batches.len());
+            let values = (0..rows)
+                .map(|i| format!("(${}, ${}, ${})", 4 + 3 * i, 5 + 3 * i, 6 + 3 * i))
                 .collect::<Vec<_>>()
                 .join(", ");
             let sql = format!(
                 "INSERT INTO push_batches (message_id, after_device, last_device, \
-                 lease_until_ms, lease_token, created_ms) VALUES {values}"
+                 lease_until_ms, lease_token, created_ms) \
+                 SELECT v.column1, v.column2, v.column3, $1, $2, $3 \
+                 FROM (VALUES {values}) AS v WHERE v.column1 IS NOT NULL"
             );
             let mut query = sqlx::query(&sql)
                 .bind(lease_until)
                 .bind(token.clone())
                 .bind(now_ms);
-            for batch in chunk {
+            for batch in &batches {
                 query = query
-                    .bind(batch.message_id.clone())
-                    .bind(batch.after_device.clone())
-                    .bind(batch.last_device.clone());
+                    .bind(Some(batch.message_id.clone()))
+                    .bind(Some(batch.after_device.clone()))
+                    .bind(Some(batch.last_device.clone()));
+            }
+            for _ in batches.len()..rows {
+                query = query
+                    .bind(None::<String>)
+                    .bind(None::<String>)
+                    .bind(None::<String>);
             }
             query.execute(&mut *tx).await?;
         }
@@ -372,28 +390,12 @@ impl Deliveries {
             query.execute(&mut *tx).await?;
         }
         for chunk in batches.chunks(MAX_BINDS / 2) {
-            let sql = format!(
-                "DELETE FROM push_batches WHERE (message_id, after_device) IN (VALUES {})",
-                pairs(chunk.len())
-            );
-            let mut query = sqlx::query(&sql);
-            for b in chunk {
-                query = query
-                    .bind(b.message_id.clone())
-                    .bind(b.after_device.clone());
-            }
-            query.execute(&mut *tx).await?;
+            let keys = chunk.iter().map(|b| (&b.message_id, &b.after_device));
+            delete_pairs(&mut tx, "push_batches", "after_device", keys).await?;
         }
         for chunk in settled.chunks(MAX_BINDS / 2) {
-            let sql = format!(
-                "DELETE FROM push_deliveries WHERE (message_id, device_id) IN (VALUES {})",
-                pairs(chunk.len())
-            );
-            let mut query = sqlx::query(&sql);
-            for (m, d) in chunk {
-                query = query.bind(m.clone()).bind(d.clone());
-            }
-            query.execute(&mut *tx).await?;
+            let keys = chunk.iter().map(|(m, d)| (m, d));
+            delete_pairs(&mut tx, "push_deliveries", "device_id", keys).await?;
         }
         let mut pushes: Vec<&String> = batches
             .iter()
@@ -402,8 +404,9 @@ impl Deliveries {
             .collect();
         pushes.sort();
         pushes.dedup();
-        for chunk in pushes.chunks(MAX_BINDS) {
-            let list = (1..=chunk.len())
+        for chunk in pushes.chunks(MAX_BINDS / 2) {
+            let rows = bucket(chunk.len());
+            let list = (1..=rows)
                 .map(|i| format!("${i}"))
                 .collect::<Vec<_>>()
                 .join(", ");
@@ -414,7 +417,10 @@ impl Deliveries {
             );
             let mut query = sqlx::query(&sql);
             for id in chunk {
-                query = query.bind((*id).clone());
+                query = query.bind(Some((*id).clone()));
+            }
+            for _ in chunk.len()..rows {
+                query = query.bind(None::<String>);
             }
             query.execute(&mut *tx).await?;
         }
@@ -436,6 +442,38 @@ const MAX_PUSHES_PER_ROUND: u32 = 64;
 /// whole.
 const MIN_SHARE: u32 = 8;
 
+/// `n` rounded up to a power of two: statements whose size varies are padded to one of a few
+/// sizes, so that the database parses and plans each size once (a prepared statement) rather
+/// than every distinct count it meets.
+pub(super) fn bucket(n: usize) -> usize {
+    n.max(1).next_power_of_two()
+}
+
+/// Deletes the rows of `table` keyed `(message_id, second)` in `keys`, one statement padded to
+/// a bucket size with keys that match nothing.
+async fn delete_pairs<'k>(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    table: &str,
+    second: &str,
+    keys: impl ExactSizeIterator<Item = (&'k String, &'k String)>,
+) -> Result<(), StoreError> {
+    let real = keys.len();
+    let rows = bucket(real);
+    let sql = format!(
+        "DELETE FROM {table} WHERE (message_id, {second}) IN (VALUES {})",
+        pairs(rows)
+    );
+    let mut query = sqlx::query(&sql);
+    for (a, b) in keys {
+        query = query.bind(Some(a.clone())).bind(Some(b.clone()));
+    }
+    for _ in real..rows {
+        query = query.bind(None::<String>).bind(None::<String>);
+    }
+    query.execute(&mut **tx).await?;
+    Ok(())
+}
+
 /// `($1, $2), ($3, $4), …` for `rows` pairs.
 fn pairs(rows: usize) -> String {
     (0..rows)
@@ -451,5 +489,10 @@ mod tests {
     #[test]
     fn pairs_number_their_placeholders() {
         assert_eq!(pairs(2), "($1, $2), ($3, $4)");
+    }
+
+    #[test]
+    fn sizes_fall_in_few_buckets() {
+        assert_eq!([0, 1, 2, 3, 5, 64].map(bucket), [1, 1, 2, 4, 8, 64]);
     }
 }

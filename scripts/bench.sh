@@ -163,7 +163,24 @@ push_figure() {
             rm -rf "$work/push-data"
             env+=(PUSHWARDEN_DATA_DIR="$work/push-data")
         fi
+        local pg_cpu_before=""
+        [ "$db" = postgres ] && pg_cpu_before=$(scripts/pg-cpu.sh)
         push_run "$db-$run" "${args[@]}" -- "${env[@]}"
+        if [ "$db" = postgres ]; then
+            # What the run cost the database itself, now that the server's connections closed:
+            # CPU (every postgres process, exited backends included) and, from its statistics,
+            # commits and row operations. Waits a moment for the backends to exit.
+            sleep 1
+            local ticks=$(( $(scripts/pg-cpu.sh) - pg_cpu_before ))
+            psql_admin -At -F ' ' -c "SELECT xact_commit, tup_inserted, tup_updated, \
+                tup_deleted, tup_returned, tup_fetched FROM pg_stat_database \
+                WHERE datname = '$pg_db'" | {
+                read -r commits inserted updated deleted returned fetched
+                printf '{"cpu_seconds": %s, "commits": %s, "rows_inserted": %s, "rows_updated": %s, "rows_deleted": %s, "rows_returned": %s, "rows_fetched": %s}\n' \
+                    "$(awk -v t="$ticks" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.2f", t / hz }')" \
+                    "$commits" "$inserted" "$updated" "$deleted" "$returned" "$fetched"
+            } >"$OUT/push-$db-$run.database.json"
+        fi
         drop_pg_db
     done
 }

@@ -73,12 +73,17 @@ pub(crate) struct Worker {
     pub finished: mpsc::Sender<Finished>,
     /// The worker loop's wake-up, rung when a finished delivery leaves room for a round.
     pub wake: Arc<tokio::sync::Notify>,
+    /// Set when a push is accepted: something new may wait to be expanded.
+    pub fresh: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// A claimed delivery and where it came from, which says how its outcome is written.
 pub(crate) struct Job {
     delivery: ClaimedDelivery,
     source: Source,
+    /// A delivery of a small push that came whole in one batch: it may take an express slot
+    /// rather than queue behind the deliveries claimed ahead.
+    express: bool,
 }
 
 enum Source {
@@ -128,6 +133,7 @@ fn jobs_of_batch(batch: ClaimedBatch) -> Result<Vec<Job>, FinishedBatch> {
             pending: Vec::new(),
         });
     }
+    let express = batch.whole && batch.deliveries.len() <= EXPRESS_PUSH;
     let progress = Arc::new(BatchProgress {
         created_ms: batch.deliveries.first().map_or(0, |d| d.created_ms),
         message_id: batch.message_id,
@@ -141,6 +147,7 @@ fn jobs_of_batch(batch: ClaimedBatch) -> Result<Vec<Job>, FinishedBatch> {
         .map(|delivery| Job {
             delivery,
             source: Source::Batch(progress.clone()),
+            express,
         })
         .collect())
 }
@@ -154,6 +161,8 @@ pub(crate) struct DeliveryWork {
     /// flight), bounded so that a slowed provider cannot take every slot of the total.
     started: HashMap<Provider, Arc<AtomicUsize>>,
     total: Arc<Semaphore>,
+    /// Room for small new pushes while the total is taken (see [`DeliveryWork::room`]).
+    express: Arc<Semaphore>,
     last_housekeeping: parking_lot::Mutex<tokio::time::Instant>,
     last_reclaim: parking_lot::Mutex<tokio::time::Instant>,
 }
@@ -200,6 +209,12 @@ const AHEAD: usize = 4;
 /// this size, taking turns with the other pushes.
 const EXPAND_BATCH: u32 = 128;
 
+/// The most devices of a push that goes express (see [`Job::express`]): a user's devices.
+const EXPRESS_PUSH: usize = 16;
+
+/// Deliveries of small new pushes held in memory beyond the total (see [`DeliveryWork::room`]).
+const EXPRESS_ROOM: usize = 64;
+
 /// How long a delivery waits in the queue when its provider has as many started as it takes.
 const PROVIDER_BUSY_WAIT: Duration = Duration::from_secs(1);
 
@@ -234,6 +249,7 @@ impl DeliveryWork {
                 .map(|p| (p, Arc::new(AtomicUsize::new(0))))
                 .collect(),
             total: Arc::new(Semaphore::new(AHEAD * concurrency * Provider::ALL.len())),
+            express: Arc::new(Semaphore::new(EXPRESS_ROOM)),
             worker: Arc::new(worker),
             last_housekeeping: parking_lot::Mutex::new(tokio::time::Instant::now()),
             last_reclaim: parking_lot::Mutex::new(tokio::time::Instant::now() - RECLAIM_EVERY),
@@ -315,6 +331,10 @@ impl LeasedWork for DeliveryWork {
 
     /// Free slots of the total, but none while a provider has as many started as it may hold
     /// ([`Self::provider_bound`]): what a round would claim for it could not start.
+    ///
+    /// While none is left, pushes accepted since the last look get the express room: the
+    /// deliveries claimed ahead are a big push's, and a small push that arrives now is claimed
+    /// at once (only pushes not started yet, see `claim`) and sent beside them.
     fn room(&self) -> usize {
         let bound = self.provider_bound();
         let provider_room = self
@@ -323,7 +343,10 @@ impl LeasedWork for DeliveryWork {
             .map(|n| bound.saturating_sub(n.load(Ordering::Relaxed)))
             .min()
             .unwrap_or(bound);
-        self.total.available_permits().min(provider_room)
+        match self.total.available_permits().min(provider_room) {
+            0 if self.worker.fresh.load(Ordering::Relaxed) => self.express.available_permits(),
+            room => room,
+        }
     }
 
     /// Due retries first (they waited), then batches whose worker died, then new batches of
@@ -331,6 +354,23 @@ impl LeasedWork for DeliveryWork {
     async fn claim(&self, now_ms: i64, limit: u32) -> Result<Vec<Job>, crate::store::StoreError> {
         let deliveries = &self.worker.deliveries;
         let lease = self.worker.options.lease;
+        if self.total.available_permits() == 0 {
+            // The express room (see `room`): new pushes only, in batches no bigger than an
+            // express push, so a big new one is started but cannot fill it.
+            self.worker.fresh.store(false, Ordering::Relaxed);
+            let batches = deliveries
+                .expand_new(now_ms, lease, limit, EXPRESS_PUSH as u32)
+                .await?;
+            let mut jobs = Vec::new();
+            for batch in batches {
+                match jobs_of_batch(batch) {
+                    Ok(batch_jobs) => jobs.extend(batch_jobs),
+                    Err(empty) => self.worker.send_finished(Finished::Batch(empty)).await,
+                }
+            }
+            return Ok(jobs);
+        }
+        self.worker.fresh.store(false, Ordering::Relaxed);
         let mut jobs: Vec<Job> = deliveries
             .claim(now_ms, lease, limit)
             .await?
@@ -338,6 +378,7 @@ impl LeasedWork for DeliveryWork {
             .map(|delivery| Job {
                 delivery,
                 source: Source::Row,
+                express: false,
             })
             .collect();
         let mut batches = Vec::new();
@@ -410,13 +451,19 @@ impl LeasedWork for DeliveryWork {
             // slot for it, so waiting for a busy origin holds nothing another delivery needs.
             let permit = match ticket {
                 Some(_) => None,
-                None => match self.total.clone().try_acquire_owned() {
-                    Ok(permit) => Some(permit),
-                    Err(_) => {
-                        self.put_back(job, now, &mut deferred).await;
-                        continue;
+                None => {
+                    let express = job
+                        .express
+                        .then(|| self.express.clone().try_acquire_owned().ok())
+                        .flatten();
+                    match express.or_else(|| self.total.clone().try_acquire_owned().ok()) {
+                        Some(permit) => Some(permit),
+                        None => {
+                            self.put_back(job, now, &mut deferred).await;
+                            continue;
+                        }
                     }
-                },
+                }
             };
             let total = self.total.clone();
             let worker = self.worker.clone();
@@ -441,7 +488,12 @@ impl LeasedWork for DeliveryWork {
                         }
                     },
                 };
+                let express = match (&lane, job.express) {
+                    (Some(started), true) => started.lane.try_express(),
+                    _ => None,
+                };
                 let slot = match &lane {
+                    Some(_) if express.is_some() => None,
                     Some(started) => {
                         let slot = started.lane.acquire().await;
                         // A 429 may have paused the lane while this one waited.
@@ -459,7 +511,7 @@ impl LeasedWork for DeliveryWork {
                 if let Some(slot) = slot {
                     slot.finish(feedback);
                 }
-                drop((lane, origin, permit));
+                drop((lane, express, origin, permit));
                 // Room for a round again: the loop may be waiting for it.
                 if total.available_permits() >= wake_at {
                     worker.wake.notify_one();
@@ -681,7 +733,9 @@ impl Worker {
     /// Writes what becomes of a delivery: a retry row on its own (settled through the
     /// finisher, retried or deferred at once), a batch's delivery with its batch.
     async fn finish(&self, job: Job, next: Next) {
-        let Job { delivery, source } = job;
+        let Job {
+            delivery, source, ..
+        } = job;
         let progress = match source {
             Source::Row => {
                 let key = delivery.key();

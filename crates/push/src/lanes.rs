@@ -53,7 +53,13 @@ pub struct Lane {
     /// The slots: `limit` permits, less those owed (see `State::owed`). Waiters are served
     /// first come, first served, one per freed slot (no herd woken per completion).
     slots: Arc<Semaphore>,
+    /// A few slots beyond the limit for a small push that just arrived, so that it does not
+    /// queue behind a big push's deliveries claimed ahead ([`Lane::try_express`]).
+    express: Arc<Semaphore>,
 }
+
+/// Slots per lane beyond its limit for small new pushes.
+pub const EXPRESS_SLOTS: usize = 16;
 
 struct State {
     limit: usize,
@@ -97,6 +103,7 @@ impl Lane {
                 last_cut: None,
             }),
             slots: Arc::new(Semaphore::new(max)),
+            express: Arc::new(Semaphore::new(EXPRESS_SLOTS)),
         };
         lane.publish_limit(max);
         Arc::new(lane)
@@ -147,6 +154,13 @@ impl Lane {
             permit,
             finished: false,
         }
+    }
+
+    /// One of the express slots if one is free, at once: a delivery of a small new push takes
+    /// it instead of queueing behind the deliveries waiting for the lane. Not counted in
+    /// [`Lane::in_flight`] nor adapted: at most [`EXPRESS_SLOTS`] more requests than the limit.
+    pub fn try_express(&self) -> Option<OwnedSemaphorePermit> {
+        self.express.clone().try_acquire_owned().ok()
     }
 
     /// Applies `feedback` (if any) and gives the slot back (or retires it, if the limit was
@@ -396,6 +410,20 @@ mod tests {
             .expect("the other waiter gets a slot");
         let _f = permit(&lane).await;
         assert_eq!(lane.in_flight(), 2);
+    }
+
+    #[tokio::test]
+    async fn express_slots_do_not_wait_for_the_lane() {
+        let lane = Lane::new("test", 1);
+        let _busy = permit(&lane).await;
+        assert!(poll_once(&mut Box::pin(lane.acquire())).await.is_pending());
+        let express: Vec<_> = (0..EXPRESS_SLOTS)
+            .map_while(|_| lane.try_express())
+            .collect();
+        assert_eq!(express.len(), EXPRESS_SLOTS);
+        assert!(lane.try_express().is_none(), "bounded");
+        drop(express);
+        assert!(lane.try_express().is_some());
     }
 
     #[tokio::test]

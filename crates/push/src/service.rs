@@ -28,6 +28,8 @@ pub struct PushService {
     journal: Arc<Journal>,
     options: DeliveryOptions,
     wake: Arc<Notify>,
+    /// Set on every accepted push, for the worker (see `delivery::Worker::fresh`).
+    fresh: Arc<std::sync::atomic::AtomicBool>,
     wake_outbox: Arc<Notify>,
     /// When each installation's last activity was last written (Unix ms), so that it is
     /// written at most once a minute. Holds only installations that passed a check.
@@ -61,6 +63,7 @@ impl PushService {
             activity_written: parking_lot::Mutex::new(HashMap::new()),
             acceptor: std::sync::OnceLock::new(),
             wake: Arc::new(Notify::new()),
+            fresh: Arc::new(std::sync::atomic::AtomicBool::new(false)),
             wake_outbox: Arc::new(Notify::new()),
         }
     }
@@ -155,6 +158,7 @@ impl PushService {
             options: self.options.clone(),
             finished,
             wake: self.wake.clone(),
+            fresh: self.fresh.clone(),
         });
         let outbox = self.upstream.clone().map(|upstream| OutboxWork {
             outbox: self.store.outbox(),
@@ -487,6 +491,7 @@ impl PushGateway for PushService {
             metrics::counter!("pushwarden_push_messages_total", "type" => name).increment(1);
             metrics::counter!("pushwarden_push_enqueued_total").increment(enqueued.deliveries);
             if enqueued.deliveries > 0 {
+                self.fresh.store(true, std::sync::atomic::Ordering::Relaxed);
                 self.wake.notify_one();
             }
             let mut queued = enqueued.deliveries;

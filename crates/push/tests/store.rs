@@ -294,7 +294,8 @@ async fn pushes_fan_out_in_leased_batches() {
             .unwrap();
         assert_eq!(q.deliveries, 3, "{backend}");
         assert_eq!(s.deliveries().pending().await.unwrap(), 1, "{backend}");
-        assert_eq!(s.deliveries().next_due_ms().await.unwrap(), Some(1_000));
+        // Due at once (a new push's turn comes with a head start).
+        assert_eq!(s.deliveries().next_due_ms().await.unwrap(), Some(-1_000));
 
         let lease = Duration::from_secs(30);
         let first = s.deliveries().expand(1_000, lease, 10, 2).await.unwrap();
@@ -429,13 +430,26 @@ async fn a_big_push_and_a_small_one_take_turns() {
             .enqueue(&to(Recipient::User("loner".into())), &message(), ALL, 1_002)
             .await
             .unwrap();
-        // The next round serves both, an even share of its budget each: the big push waited
-        // longest (its turn came at 1_001) and gets 20 of 40, the small one its one device.
+        // The next round serves both, an even share of its budget each: the small push first
+        // (a new push has a head start on those served lately), then the big one, 20 of 40.
         let next = s.deliveries().expand(1_003, lease, 40, 40).await.unwrap();
         let sizes: Vec<usize> = next.iter().map(|b| b.deliveries.len()).collect();
-        assert_eq!(sizes, [20, 1], "{backend}");
-        assert_eq!(next[1].deliveries[0].device_id, "z", "{backend}");
-        let next: Vec<ClaimedBatch> = next.into_iter().take(1).collect();
+        assert_eq!(sizes, [1, 20], "{backend}");
+        assert_eq!(next[0].deliveries[0].device_id, "z", "{backend}");
+        assert!(next[0].whole && !next[1].whole, "{backend}");
+        // Pushes not started yet only: the big one has started.
+        s.deliveries()
+            .enqueue(&to(Recipient::User("loner".into())), &message(), ALL, 1_004)
+            .await
+            .unwrap();
+        let new = s
+            .deliveries()
+            .expand_new(1_005, lease, 40, 40)
+            .await
+            .unwrap();
+        assert_eq!(new.len(), 1, "{backend}");
+        assert_eq!(new[0].deliveries[0].device_id, "z", "{backend}");
+        let next: Vec<ClaimedBatch> = next.into_iter().skip(1).collect();
         // The rest of the organization.
         let rest = expand_all(s, 1_004, 10).await;
         let mut ids: Vec<String> = first

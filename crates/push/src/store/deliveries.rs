@@ -12,6 +12,7 @@ use sqlx::any::AnyRow;
 use sqlx::{AnyPool, Row};
 
 use super::audience::{Audience, TargetFilter, AUDIENCE_COLUMNS};
+use super::fan_out::HEAD_START_MS;
 use super::leased::{Leased, Order, RetryPlan, Spec};
 use super::registrations::channel_from_row;
 use super::{affected, Backend, StoreError};
@@ -160,7 +161,7 @@ impl Deliveries {
                 .map(|i| {
                     let n = 1 + 10 * i;
                     format!(
-                        "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, '', 0, ${})",
+                        "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, '', 0, ${} - {HEAD_START_MS})",
                         n,
                         n + 1,
                         n + 2,

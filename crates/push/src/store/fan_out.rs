@@ -7,7 +7,9 @@
 //!
 //! Pushes still being expanded take turns (`turn_ms`): a round serves up to 64 of them, oldest
 //! turn first, one batch each, an even share of the round's budget each, and a served push
-//! goes to the back. A push to 100,000 devices and a push to one device are expanded side by
+//! goes to the back. A new push starts with its turn [`HEAD_START_MS`] before its arrival, so it
+//! goes before pushes served lately: most pushes are a user's few devices, and one that just
+//! arrived should not wait behind rounds of a big push. A push to 100,000 devices and a push to one device are expanded side by
 //! side, not one after the other.
 
 use std::time::Duration;
@@ -29,6 +31,9 @@ pub struct ClaimedBatch {
     /// The batch is the devices with an id in `(after_device, last_device]`.
     pub after_device: String,
     pub last_device: String,
+    /// The batch is the whole push: it was expanded in one go, from its first device to its
+    /// last.
+    pub whole: bool,
     pub deliveries: Vec<ClaimedDelivery>,
 }
 
@@ -113,6 +118,31 @@ impl Deliveries {
         budget: u32,
         max_batch: u32,
     ) -> Result<Vec<ClaimedBatch>, StoreError> {
+        self.expand_where(now_ms, lease, budget, max_batch, false)
+            .await
+    }
+
+    /// [`Deliveries::expand`] for pushes not started yet only: how the worker serves pushes
+    /// that just arrived while it has its hands full with ones it started.
+    pub async fn expand_new(
+        &self,
+        now_ms: i64,
+        lease: Duration,
+        budget: u32,
+        max_batch: u32,
+    ) -> Result<Vec<ClaimedBatch>, StoreError> {
+        self.expand_where(now_ms, lease, budget, max_batch, true)
+            .await
+    }
+
+    async fn expand_where(
+        &self,
+        now_ms: i64,
+        lease: Duration,
+        budget: u32,
+        max_batch: u32,
+        only_new: bool,
+    ) -> Result<Vec<ClaimedBatch>, StoreError> {
         if budget == 0 || max_batch == 0 {
             return Ok(Vec::new());
         }
@@ -126,9 +156,14 @@ impl Deliveries {
             Backend::Sqlite => "",
             Backend::Postgres => " FOR UPDATE SKIP LOCKED",
         };
+        let new = if only_new {
+            " AND expanded_through = ''"
+        } else {
+            ""
+        };
         let pushes = sqlx::query(&format!(
             "SELECT id, push_type, payload, context_id, created_ms, {AUDIENCE_COLUMNS}, \
-             expanded_through FROM push_messages WHERE expanded = 0 ORDER BY turn_ms \
+             expanded_through FROM push_messages WHERE expanded = 0{new} ORDER BY turn_ms \
              LIMIT $1{lock}"
         ))
         .bind(i64::from(
@@ -191,6 +226,7 @@ impl Deliveries {
                     message_id: push.id.clone(),
                     after_device: push.expanded_through.clone(),
                     last_device: through,
+                    whole: done && push.expanded_through.is_empty(),
                     deliveries: push.deliveries(rows)?,
                 });
             }
@@ -328,6 +364,7 @@ impl Deliveries {
                 message_id: push.id,
                 after_device: after,
                 last_device: last,
+                whole: false,
             });
         }
         Ok(batches)
@@ -434,6 +471,11 @@ impl Deliveries {
 /// rest of the range is left out (and logged): bounded memory over completeness for a range
 /// that would have to have grown a hundredfold.
 const RECLAIM_MAX: u32 = 10_000;
+
+/// How far ahead of pushes being expanded a new push's first turn comes (see the module docs).
+/// A big push that has not been served for this long goes before new ones again, so a stream
+/// of new pushes cannot starve it.
+pub const HEAD_START_MS: i64 = 2_000;
 
 /// The most pushes one round expands, whatever its budget.
 const MAX_PUSHES_PER_ROUND: u32 = 64;

@@ -178,6 +178,7 @@ const FINISH_BATCH: usize = 512;
 pub(crate) async fn finish_in_batches(
     deliveries: Deliveries,
     mut finished: mpsc::Receiver<Finished>,
+    wake: Arc<tokio::sync::Notify>,
 ) {
     let mut received = Vec::with_capacity(FINISH_BATCH);
     while finished.recv_many(&mut received, FINISH_BATCH).await > 0 {
@@ -190,8 +191,14 @@ pub(crate) async fn finish_in_batches(
             }
         }
         let count = rows.len() + batches.len();
-        if let Err(e) = deliveries.finish(&batches, &rows).await {
-            tracing::warn!(error = %e, count, "push queue: finishing deliveries failed; they will be sent again when their lease lapses");
+        let retries = batches.iter().any(|b| !b.pending.is_empty());
+        match deliveries.finish(&batches, &rows).await {
+            // The loop computed its next wake-up before these retries existed.
+            Ok(()) if retries => wake.notify_one(),
+            Ok(()) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, count, "push queue: finishing deliveries failed; they will be sent again when their lease lapses");
+            }
         }
         metrics::histogram!("pushwarden_push_settle_batch_size").record(count as f64);
     }
@@ -508,8 +515,11 @@ impl LeasedWork for DeliveryWork {
                     None => None,
                 };
                 let feedback = worker.deliver(job).await;
-                if let Some(slot) = slot {
-                    slot.finish(feedback);
+                match (slot, &lane) {
+                    (Some(slot), _) => slot.finish(feedback),
+                    // Sent on an express slot: the answer still adapts the lane.
+                    (None, Some(started)) => started.lane.report(feedback),
+                    (None, None) => {}
                 }
                 drop((lane, express, origin, permit));
                 // Room for a round again: the loop may be waiting for it.
@@ -744,8 +754,12 @@ impl Worker {
                     Next::Retry(plan) => self.deliveries.retry(&key, &plan).await,
                     Next::Defer(at) => self.deliveries.defer(&[key], at).await,
                 };
-                if let Err(e) = written {
-                    tracing::warn!(error = %e, "push queue: rescheduling failed; the lease will bring it back");
+                match written {
+                    // The loop may be asleep until this row's lease would have lapsed.
+                    Ok(()) => self.wake.notify_one(),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "push queue: rescheduling failed; the lease will bring it back");
+                    }
                 }
                 return;
             }

@@ -168,6 +168,29 @@ impl Lane {
     fn end(&self, permit: Option<OwnedSemaphorePermit>, feedback: Option<Feedback>, now: Instant) {
         let mut state = self.state.lock();
         state.in_flight = state.in_flight.saturating_sub(1);
+        self.adapt(&mut state, feedback, now);
+        if let Some(permit) = permit {
+            if state.owed > 0 {
+                state.owed -= 1;
+                permit.forget();
+            }
+            // Otherwise dropped below, after the lock: back to the next waiter.
+            else {
+                drop(state);
+                drop(permit);
+            }
+        }
+    }
+
+    /// What the provider said about a delivery sent on an express slot: it adapts the lane as
+    /// any other answer does (a 429 pauses everyone), without a slot to give back.
+    pub fn report(&self, feedback: Feedback) {
+        let mut state = self.state.lock();
+        self.adapt(&mut state, Some(feedback), Instant::now());
+    }
+
+    /// Moves the limit and the pause by `feedback`.
+    fn adapt(&self, state: &mut State, feedback: Option<Feedback>, now: Instant) {
         match feedback {
             Some(Feedback::Accepted) if state.limit < self.max => {
                 state.accepted += 1;
@@ -204,17 +227,6 @@ impl Lane {
                 state.accepted = 0;
             }
             Some(Feedback::Accepted) | Some(Feedback::Other) | None => {}
-        }
-        if let Some(permit) = permit {
-            if state.owed > 0 {
-                state.owed -= 1;
-                permit.forget();
-            }
-            // Otherwise dropped below, after the lock: back to the next waiter.
-            else {
-                drop(state);
-                drop(permit);
-            }
         }
     }
 

@@ -148,6 +148,7 @@ impl PushService {
         let finisher = tokio::spawn(crate::delivery::finish_in_batches(
             self.store.deliveries(),
             to_finish,
+            self.wake.clone(),
         ));
         let deliveries = DeliveryWork::new(Worker {
             deliveries: self.store.deliveries(),

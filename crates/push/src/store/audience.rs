@@ -117,6 +117,22 @@ impl TargetFilter {
         Self::build(target, platforms, first, Shape::Subquery)
     }
 
+    /// `SELECT COUNT(*)` of a target's registrations, driven by the organization's tag index
+    /// for an organization (counting 100,000 members is then one index range, not 100,000
+    /// probes of a subquery).
+    pub fn count(target: &DeviceTarget, platforms: &[Platform]) -> (String, Self) {
+        let filter = Self::build(target, platforms, 1, Shape::Join);
+        let from = match target.target.recipient {
+            Recipient::Organization(_) => {
+                "push_registration_organizations o \
+                 JOIN push_registrations r ON r.device_id = o.device_id"
+            }
+            _ => "push_registrations r",
+        };
+        let sql = format!("SELECT COUNT(*) FROM {from} WHERE {}", filter.condition);
+        (sql, filter)
+    }
+
     fn build(target: &DeviceTarget, platforms: &[Platform], first: usize, shape: Shape) -> Self {
         let mut binds = Vec::new();
         let mut next = |bind: Bind| {

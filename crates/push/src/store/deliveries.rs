@@ -135,11 +135,7 @@ impl Deliveries {
         target: &DeviceTarget,
         platforms: &[Platform],
     ) -> Result<u64, StoreError> {
-        let filter = TargetFilter::new(target, platforms, 1);
-        let count = format!(
-            "SELECT COUNT(*) FROM push_registrations r WHERE {}",
-            filter.condition
-        );
+        let (count, filter) = TargetFilter::count(target, platforms);
         let n: i64 = filter
             .bind(sqlx::query(&count))
             .fetch_one(&self.pool)

@@ -165,6 +165,7 @@ pub(crate) struct DeliveryWork {
     express: Arc<Semaphore>,
     last_housekeeping: parking_lot::Mutex<tokio::time::Instant>,
     last_reclaim: parking_lot::Mutex<tokio::time::Instant>,
+    last_statistics: parking_lot::Mutex<tokio::time::Instant>,
 }
 
 /// The most outcomes one finishing transaction writes.
@@ -237,6 +238,10 @@ impl Drop for Started {
     }
 }
 
+/// How often the registry's planner statistics are checked (see
+/// [`Registrations::refresh_statistics`]).
+const STATISTICS_EVERY: Duration = Duration::from_secs(10);
+
 /// How often batches whose lease lapsed (their worker died) are looked for.
 const RECLAIM_EVERY: Duration = Duration::from_secs(1);
 
@@ -260,6 +265,7 @@ impl DeliveryWork {
             worker: Arc::new(worker),
             last_housekeeping: parking_lot::Mutex::new(tokio::time::Instant::now()),
             last_reclaim: parking_lot::Mutex::new(tokio::time::Instant::now() - RECLAIM_EVERY),
+            last_statistics: parking_lot::Mutex::new(tokio::time::Instant::now()),
         }
     }
 
@@ -552,6 +558,23 @@ impl LeasedWork for DeliveryWork {
         };
         if due {
             self.housekeeping().await;
+        }
+        let analyze = {
+            let mut last = self.last_statistics.lock();
+            let due = last.elapsed() > STATISTICS_EVERY;
+            if due {
+                *last = tokio::time::Instant::now();
+            }
+            due
+        };
+        if analyze {
+            match self.worker.registrations.refresh_statistics().await {
+                Ok(tables) if !tables.is_empty() => {
+                    tracing::debug!(?tables, "push registry: planner statistics refreshed")
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "push registry: refreshing statistics failed"),
+            }
         }
     }
 

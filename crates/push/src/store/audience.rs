@@ -91,6 +91,9 @@ impl Audience {
 /// The `WHERE` condition selecting a target's registrations (`r`), limited to some platforms.
 pub(super) struct TargetFilter {
     pub condition: String,
+    /// The recipient's part of `condition` alone, and the rest (` AND …` on `r`, or empty).
+    recipient: String,
+    rest: String,
     binds: Vec<Bind>,
     /// The first placeholder number after the filter's own.
     next: usize,
@@ -139,7 +142,7 @@ impl TargetFilter {
             binds.push(bind);
             format!("${}", first + binds.len() - 1)
         };
-        let mut condition = match &target.target.recipient {
+        let recipient = match &target.target.recipient {
             Recipient::User(id) => format!("r.user_id = {}", next(Bind::Text(id.clone()))),
             Recipient::Organization(id) if shape == Shape::Join => {
                 format!("o.organization_id = {}", next(Bind::Text(id.clone())))
@@ -159,26 +162,29 @@ impl TargetFilter {
             .map(|p| format!("'{}'", p.as_str()))
             .collect::<Vec<_>>()
             .join(", ");
+        let mut rest = String::new();
         if platform_list.is_empty() {
-            condition.push_str(" AND 1 = 0");
+            rest.push_str(" AND 1 = 0");
         } else {
-            condition.push_str(&format!(" AND r.platform IN ({platform_list})"));
+            rest.push_str(&format!(" AND r.platform IN ({platform_list})"));
         }
         if let Some(identifier) = &target.exclude_identifier {
-            condition.push_str(&format!(
+            rest.push_str(&format!(
                 " AND (r.identifier IS NULL OR r.identifier <> {})",
                 next(Bind::Text(identifier.clone()))
             ));
         }
         if let Some(client_type) = target.target.client_type {
-            condition.push_str(&format!(
+            rest.push_str(&format!(
                 " AND r.client_type = {}",
                 next(Bind::Int(client_type as i64))
             ));
         }
         let next = first + binds.len();
         Self {
-            condition,
+            condition: format!("{recipient}{rest}"),
+            recipient,
+            rest,
             binds,
             next,
         }
@@ -213,27 +219,44 @@ pub(super) struct Walk {
 impl Walk {
     /// Devices with an id `> after` (and `<= through`, when `bounded`), at most `limit`; its
     /// placeholders start at `$first`, its rows are tagged `tag`.
+    ///
+    /// An organization's members are read first, in order, off the tag index (a range of it,
+    /// whatever the planner knows of the tables), and the registrations joined to them after:
+    /// a member the rest of the filter excludes comes back with no device (`device_id` NULL),
+    /// so that a batch covers a range of members, and fewer rows than asked for means the
+    /// walk reached the end.
     pub fn new(audience: &Audience, bounded: bool, first: usize, tag: usize) -> Self {
         let filter = TargetFilter::build(&audience.target, &audience.platforms, first, Shape::Join);
-        let (from, key) = match audience.target.target.recipient {
-            Recipient::Organization(_) => (
-                "push_registration_organizations o \
-                 JOIN push_registrations r ON r.device_id = o.device_id",
-                "o.device_id",
-            ),
-            _ => ("push_registrations r", "r.device_id"),
-        };
         let n = filter.next;
         let (upper, limit) = if bounded {
-            (format!(" AND {key} <= ${}", n + 1), n + 2)
+            (format!(" AND {{key}} <= ${}", n + 1), n + 2)
         } else {
             (String::new(), n + 1)
         };
+        let inner = match audience.target.target.recipient {
+            Recipient::Organization(_) => {
+                let upper = upper.replace("{key}", "o.device_id");
+                format!(
+                    "SELECT m.device_id AS member, {DEVICE_COLUMNS} FROM \
+                     (SELECT o.device_id FROM push_registration_organizations o \
+                     WHERE {} AND o.device_id > ${n}{upper} ORDER BY o.device_id \
+                     LIMIT ${limit}) AS m \
+                     LEFT JOIN push_registrations r ON r.device_id = m.device_id{}",
+                    filter.recipient, filter.rest
+                )
+            }
+            _ => {
+                let upper = upper.replace("{key}", "r.device_id");
+                format!(
+                    "SELECT r.device_id AS member, {DEVICE_COLUMNS} FROM push_registrations r \
+                     WHERE {} AND r.device_id > ${n}{upper} ORDER BY r.device_id LIMIT ${limit}",
+                    filter.condition
+                )
+            }
+        };
         let sql = format!(
-            "SELECT w.*, CAST({tag} AS BIGINT) AS walk, MAX(w.device_id) OVER () AS through \
-             FROM (SELECT {DEVICE_COLUMNS} FROM {from} WHERE {} AND {key} > ${n}{upper} \
-             ORDER BY {key} LIMIT ${limit}) AS w",
-            filter.condition
+            "SELECT w.*, CAST({tag} AS BIGINT) AS walk, MAX(w.member) OVER () AS through \
+             FROM ({inner}) AS w"
         );
         Self {
             sql,
@@ -320,12 +343,14 @@ mod tests {
         assert_eq!(
             walk.sql,
             format!(
-                "SELECT w.*, CAST(0 AS BIGINT) AS walk, MAX(w.device_id) OVER () AS through \
-                 FROM (SELECT {DEVICE_COLUMNS} FROM push_registration_organizations o \
-                 JOIN push_registrations r ON r.device_id = o.device_id \
-                 WHERE o.organization_id = $1 AND r.platform IN ('fcm', 'apns') \
-                 AND (r.identifier IS NULL OR r.identifier <> $2) AND r.client_type = $3 \
-                 AND o.device_id > $4 ORDER BY o.device_id LIMIT $5) AS w"
+                "SELECT w.*, CAST(0 AS BIGINT) AS walk, MAX(w.member) OVER () AS through \
+                 FROM (SELECT m.device_id AS member, {DEVICE_COLUMNS} FROM \
+                 (SELECT o.device_id FROM push_registration_organizations o \
+                 WHERE o.organization_id = $1 AND o.device_id > $4 ORDER BY o.device_id \
+                 LIMIT $5) AS m \
+                 LEFT JOIN push_registrations r ON r.device_id = m.device_id \
+                 AND r.platform IN ('fcm', 'apns') \
+                 AND (r.identifier IS NULL OR r.identifier <> $2) AND r.client_type = $3) AS w"
             )
         );
         assert_eq!(walk.next_placeholder(), 6);

@@ -87,22 +87,26 @@ impl Expanding {
         })
     }
 
-    /// The deliveries of `rows`, devices of this push.
+    /// The deliveries of `rows` (a walk's), devices of this push; a member the filter excluded
+    /// (no device) is none.
     fn deliveries(&self, rows: &[AnyRow]) -> Result<Vec<ClaimedDelivery>, StoreError> {
-        rows.iter()
-            .map(|row| {
-                Ok(ClaimedDelivery {
-                    message_id: self.id.clone(),
-                    device_id: row.try_get("device_id")?,
-                    attempts: 0,
-                    created_ms: self.created_ms,
-                    push_type: self.push_type,
-                    payload: self.payload.clone(),
-                    context_id: self.context_id.clone(),
-                    device: device_from_row(row)?,
-                })
-            })
-            .collect()
+        let mut deliveries = Vec::with_capacity(rows.len());
+        for row in rows {
+            let Some(device_id) = row.try_get::<Option<String>, _>("device_id")? else {
+                continue;
+            };
+            deliveries.push(ClaimedDelivery {
+                message_id: self.id.clone(),
+                device_id,
+                attempts: 0,
+                created_ms: self.created_ms,
+                push_type: self.push_type,
+                payload: self.payload.clone(),
+                context_id: self.context_id.clone(),
+                device: device_from_row(row)?,
+            });
+        }
+        Ok(deliveries)
     }
 }
 
@@ -221,13 +225,15 @@ impl Deliveries {
                 None => push.expanded_through.clone(),
             };
             moved.push((push.id.clone(), through.clone(), i64::from(done)));
-            if !rows.is_empty() {
+            let deliveries = push.deliveries(rows)?;
+            // Members the filter excluded move the cursor but make no batch.
+            if !deliveries.is_empty() {
                 batches.push(ClaimedBatch {
                     message_id: push.id.clone(),
                     after_device: push.expanded_through.clone(),
                     last_device: through,
                     whole: done && push.expanded_through.is_empty(),
-                    deliveries: push.deliveries(rows)?,
+                    deliveries,
                 });
             }
         }

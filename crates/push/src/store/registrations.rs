@@ -320,6 +320,34 @@ impl Registrations {
         .unwrap_or(0))
     }
 
+    /// PostgreSQL only: refreshes the planner's statistics of the registry's tables when a
+    /// tenth of their rows (at least 1,000) changed since they were last gathered; answers the
+    /// tables analyzed. Autovacuum would, within a minute or so; until it does, a registry that
+    /// grew from nothing to 100,000 devices is planned as if it were empty, and walking an
+    /// organization's members turns into sorting all of them for every batch.
+    pub async fn refresh_statistics(&self) -> Result<Vec<String>, StoreError> {
+        if self.backend != Backend::Postgres {
+            return Ok(Vec::new());
+        }
+        let stale = sqlx::query(
+            "SELECT relname FROM pg_stat_user_tables WHERE relname IN \
+             ('push_registrations', 'push_registration_organizations') \
+             AND n_mod_since_analyze > GREATEST(1000, n_live_tup / 10)",
+        )
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|r| r.try_get::<String, _>(0))
+        .collect::<Result<Vec<_>, _>>()?;
+        for table in &stale {
+            // Names from the fixed list above, never input.
+            sqlx::query(&format!("ANALYZE {table}"))
+                .execute(&self.pool)
+                .await?;
+        }
+        Ok(stale)
+    }
+
     /// Whether any device the local vault server registered (not a relayed installation) on
     /// `platforms` matches `target`.
     pub async fn has_local(

@@ -207,14 +207,7 @@ impl Deliveries {
             };
         }
         let rows = query.fetch_all(&mut *tx).await?;
-        let mut found: Vec<Vec<AnyRow>> = pushes.iter().map(|_| Vec::new()).collect();
-        for row in rows {
-            let tag: i64 = row.try_get("walk")?;
-            match usize::try_from(tag).ok().and_then(|t| found.get_mut(t)) {
-                Some(group) => group.push(row),
-                None => return Err(StoreError::Corrupt(format!("walk tag {tag}"))),
-            }
-        }
+        let found = by_walk(rows, pushes.len())?;
         let mut batches = Vec::new();
         let mut moved = Vec::with_capacity(pushes.len());
         for (push, rows) in pushes.iter().zip(&found) {
@@ -352,14 +345,7 @@ impl Deliveries {
             query = walk.bind(query, after, Some(last), RECLAIM_MAX);
         }
         let devices = query.fetch_all(&self.pool).await?;
-        let mut found: Vec<Vec<AnyRow>> = claimed.iter().map(|_| Vec::new()).collect();
-        for row in devices {
-            let tag: i64 = row.try_get("walk")?;
-            match usize::try_from(tag).ok().and_then(|t| found.get_mut(t)) {
-                Some(group) => group.push(row),
-                None => return Err(StoreError::Corrupt(format!("walk tag {tag}"))),
-            }
-        }
+        let found = by_walk(devices, claimed.len())?;
         let mut batches = Vec::with_capacity(claimed.len());
         for ((push, after, last), rows) in claimed.into_iter().zip(&found) {
             if rows.len() >= RECLAIM_MAX as usize {
@@ -520,6 +506,20 @@ async fn delete_pairs<'k>(
     }
     query.execute(&mut **tx).await?;
     Ok(())
+}
+
+/// The rows of a [`Walk::union`] of `walks` walks, grouped by the walk they answer.
+fn by_walk(rows: Vec<AnyRow>, walks: usize) -> Result<Vec<Vec<AnyRow>>, StoreError> {
+    let mut found: Vec<Vec<AnyRow>> = (0..walks).map(|_| Vec::new()).collect();
+    for row in rows {
+        let tag: i64 = row.try_get("walk")?;
+        match usize::try_from(tag).ok().and_then(|t| found.get_mut(t)) {
+            Some(group) => group.push(row),
+            // A padding walk matches nothing; any other tag is not ours.
+            None => return Err(StoreError::Corrupt(format!("walk tag {tag}"))),
+        }
+    }
+    Ok(found)
 }
 
 /// `($1, $2), ($3, $4), …` for `rows` pairs.

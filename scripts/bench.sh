@@ -147,6 +147,19 @@ push_run() {
 
 # push_figure DB SERVER-ENV...: the throughput run and the paced latency run on one database,
 # each with a fresh server and a fresh database.
+# fresh_database DB: an empty database of kind DB (a new PostgreSQL database, dropped by
+# drop_pg_db, or a new SQLite directory); the server's variables for it in db_env.
+fresh_database() {
+    if [ "$1" = postgres ]; then
+        pg_db="pushwarden_bench_$$"
+        psql_admin -c "DROP DATABASE IF EXISTS $pg_db" -c "CREATE DATABASE $pg_db" >&2
+        db_env=(PUSHWARDEN_DATABASE_URL="postgres://$PG_USER@$PG_HOST:$PG_PORT/$pg_db")
+    else
+        rm -rf "$work/push-data"
+        db_env=(PUSHWARDEN_DATA_DIR="$work/push-data")
+    fi
+}
+
 push_figure() {
     local db=$1
     shift
@@ -154,15 +167,8 @@ push_figure() {
     for run in max rate; do
         local args=(--rate max --sends "$PUSH_SENDS")
         [ "$run" = rate ] && args=(--rate "$PUSH_RATE" --sends "$PUSH_RATE_SENDS" --no-baseline)
-        local env=("$@")
-        if [ "$db" = postgres ]; then
-            pg_db="pushwarden_bench_$$"
-            psql_admin -c "DROP DATABASE IF EXISTS $pg_db" -c "CREATE DATABASE $pg_db" >&2
-            env+=(PUSHWARDEN_DATABASE_URL="postgres://$PG_USER@$PG_HOST:$PG_PORT/$pg_db")
-        else
-            rm -rf "$work/push-data"
-            env+=(PUSHWARDEN_DATA_DIR="$work/push-data")
-        fi
+        fresh_database "$db"
+        local env=("$@" "${db_env[@]}")
         local pg_cpu_before=""
         [ "$db" = postgres ] && pg_cpu_before=$(scripts/pg-cpu.sh)
         push_run "$db-$run" "${args[@]}" -- "${env[@]}"
@@ -189,15 +195,9 @@ push_figure() {
 # $OUT/push-org-DB.json. The bench starts first (it hosts the fakes and writes server.env, the
 # server's variables for them); the installations are created before the server starts.
 push_org_run() {
-    local db=$1 env=()
-    if [ "$db" = postgres ]; then
-        pg_db="pushwarden_bench_$$"
-        psql_admin -c "DROP DATABASE IF EXISTS $pg_db" -c "CREATE DATABASE $pg_db" >&2
-        env+=(PUSHWARDEN_DATABASE_URL="postgres://$PG_USER@$PG_HOST:$PG_PORT/$pg_db")
-    else
-        rm -rf "$work/push-data"
-        env+=(PUSHWARDEN_DATA_DIR="$work/push-data")
-    fi
+    local db=$1
+    fresh_database "$db"
+    local env=("${db_env[@]}")
     local dir="$work/push-org"
     rm -rf "$dir" "$work/server.pid"
     mkdir -p "$dir"

@@ -225,12 +225,6 @@ impl Deliveries {
             .await
     }
 
-    /// Removes settled deliveries, delivered or dropped for a reason already counted, many per
-    /// statement (one commit, one fsync), as the delivery worker batches them.
-    pub async fn settle(&self, deliveries: &[(String, String)]) -> Result<(), StoreError> {
-        self.queue.settle(deliveries).await
-    }
-
     /// Puts a delivery back for a later attempt.
     pub async fn retry(&self, key: &(String, String), plan: &RetryPlan) -> Result<(), StoreError> {
         self.queue.retry(key, plan).await
